@@ -1,0 +1,76 @@
+package rotator
+
+import (
+	"context"
+	"time"
+)
+
+// Step names a stage of the rotation protocol (rotation-protocol.md).
+type Step string
+
+// The steps of a rotation, in order, and the terminal states.
+const (
+	StepDue        Step = "due"
+	StepCreate     Step = "create"
+	StepStage      Step = "stage"
+	StepTest       Step = "test"
+	StepPromote    Step = "promote"
+	StepReload     Step = "reload"
+	StepVerify     Step = "verify"
+	StepCommit     Step = "commit"
+	StepDrain      Step = "drain"
+	StepDeactivate Step = "deactivate"
+	StepSoak       Step = "soak"
+	StepRevoke     Step = "revoke"
+	StepDone       Step = "done"
+	StepRollback   Step = "rollback"
+	StepRolledBack Step = "rolled_back"
+	StepFailed     Step = "failed"
+)
+
+// Result is the outcome reported with an event.
+type Result string
+
+// Results of a step transition.
+const (
+	ResultStarted    Result = "started"
+	ResultOK         Result = "ok"
+	ResultFailed     Result = "failed"
+	ResultRolledBack Result = "rolled_back"
+	ResultStuck      Result = "stuck"
+	ResultWaiting    Result = "waiting"
+	// ResultReactivated: dependents failed during soak and the old key was
+	// re-activated.
+	ResultReactivated Result = "reactivated"
+)
+
+// Event is one step transition of one rotation. It carries ids, masked key
+// ids and sink versions; never secret values. It is the record written to
+// the audit log, sent to notifiers and counted by metrics.
+type Event struct {
+	Time       time.Time         `json:"time"`
+	Policy     string            `json:"policy"`
+	RotationID string            `json:"rotation_id"`
+	Generation int64             `json:"generation"`
+	Step       Step              `json:"step"`
+	Result     Result            `json:"result"`
+	NewKeyID   string            `json:"new_key_id,omitempty"` // masked
+	OldKeyID   string            `json:"old_key_id,omitempty"` // masked
+	Sinks      map[string]string `json:"sinks,omitempty"`      // location -> version
+	Duration   time.Duration     `json:"duration_ns,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	// Manual is true for rotations started by an operator.
+	Manual bool `json:"manual,omitempty"`
+}
+
+// Observer receives every event. Observe must not block the rotation: an
+// observer that does slow work (webhooks) queues it and returns.
+type Observer interface {
+	Observe(ctx context.Context, e Event)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(ctx context.Context, e Event)
+
+// Observe calls f.
+func (f ObserverFunc) Observe(ctx context.Context, e Event) { f(ctx, e) }
