@@ -172,3 +172,22 @@ func Factory(env *plugin.Env, name string, body hcl.Body) (any, hcl.Diagnostics)
 	}
 	return New(opts), diags
 }
+
+// Resolve resolves a plugin's `connection = aws.NAME` attribute to the
+// connection declared at the top level.
+func Resolve(env *plugin.Env, expr hcl.Expression) (*Conn, hcl.Diagnostics) {
+	v, diags := env.Connection(expr, Kind)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	c, ok := v.(*Conn)
+	if !ok {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid connection reference",
+			Detail:   "The reference does not name an aws connection block.",
+			Subject:  expr.Range().Ptr(),
+		}}
+	}
+	return c, nil
+}
