@@ -1,0 +1,101 @@
+//go:build unix
+
+package harden
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+)
+
+// CheckFile refuses a regular file that another user could change: one
+// writable by group or others, or owned by a user other than root or the
+// current user. With opts.Secret it also refuses a file readable by group
+// or others. Symbolic links are followed. The error, an *InsecureError
+// wrapping ErrInsecure, names the command that fixes it.
+func CheckFile(path string, opts FileOptions) error {
+	return check(path, false, opts)
+}
+
+// CheckDir is CheckFile for a directory; with opts.Secret (the state
+// directory) the directory must be accessible to its owner only (0700).
+func CheckDir(path string, opts FileOptions) error {
+	return check(path, true, opts)
+}
+
+func check(path string, dir bool, opts FileOptions) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("checking permissions: %w", err)
+	}
+	switch {
+	case dir && !fi.IsDir():
+		return fmt.Errorf("checking permissions: %s is not a directory", path)
+	case !dir && !fi.Mode().IsRegular():
+		return fmt.Errorf("checking permissions: %s is not a regular file", path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		uid := int(st.Uid)
+		if me := os.Geteuid(); uid != 0 && uid != me {
+			return &InsecureError{
+				Path:    path,
+				Problem: fmt.Sprintf("owned by %s, not by root or %s, the user rekey runs as", userName(uid), userName(me)),
+				Mode:    fi.Mode(),
+				Fix:     fmt.Sprintf("chown %s %s", userName(me), path),
+			}
+		}
+	}
+	if problem, mode := permProblem(fi.Mode(), dir, opts); problem != "" {
+		return &InsecureError{
+			Path:    path,
+			Problem: problem,
+			Mode:    fi.Mode(),
+			Fix:     fmt.Sprintf("chmod %04o %s", mode, path),
+		}
+	}
+	return nil
+}
+
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(uid)
+}
+
+// permProblem returns what is wrong with mode for a file (dir=false) or a
+// directory, and the chmod mode that fixes it; "" if nothing.
+func permProblem(mode fs.FileMode, dir bool, opts FileOptions) (problem string, fix fs.FileMode) {
+	perm := mode.Perm()
+	switch {
+	case perm&0o022 != 0:
+		problem = "writable by " + who(perm, 0o020, 0o002)
+	case opts.Secret && perm&0o077 != 0:
+		problem = "holds secrets but is accessible to " + who(perm, 0o070, 0o007)
+	default:
+		return "", 0
+	}
+	switch {
+	case opts.Secret && dir:
+		fix = 0o700
+	case opts.Secret:
+		fix = 0o600
+	default:
+		fix = perm &^ 0o022
+	}
+	return problem, fix
+}
+
+func who(perm, group, other fs.FileMode) string {
+	switch {
+	case perm&group != 0 && perm&other != 0:
+		return "group and others"
+	case perm&group != 0:
+		return "group"
+	default:
+		return "others"
+	}
+}
