@@ -1,0 +1,8 @@
+// Package standard blank-imports every plugin kind shipped with rekey, so
+// that importing it registers the whole standard set (Caddy's
+// modules/standard pattern). Adding a kind adds one line here.
+package standard
+
+import (
+	_ "github.com/rekeyhq/rekey/providers/exec"
+)
