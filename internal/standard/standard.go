@@ -5,4 +5,5 @@ package standard
 
 import (
 	_ "github.com/rekeyhq/rekey/providers/exec"
+	_ "github.com/rekeyhq/rekey/providers/random"
 )
