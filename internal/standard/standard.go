@@ -4,10 +4,10 @@
 package standard
 
 import (
-	_ "github.com/rekeyhq/rekey/providers/exec"
-	_ "github.com/rekeyhq/rekey/providers/random"
 	_ "github.com/rekeyhq/rekey/connections/aws"
 	_ "github.com/rekeyhq/rekey/probes/awssts"
 	_ "github.com/rekeyhq/rekey/providers/awsiam"
+	_ "github.com/rekeyhq/rekey/providers/exec"
+	_ "github.com/rekeyhq/rekey/providers/random"
 	_ "github.com/rekeyhq/rekey/sinks/awssm"
 )
