@@ -1,0 +1,187 @@
+// Package audit writes the audit trail of rotations: one JSON object per
+// line for every event the engine emits (rotator.Event), appended to a
+// local file that only the service user can read.
+//
+// The record carries ids, masked key ids, sink versions, step, result,
+// timing and error text; never a secret value. Its fields are listed
+// explicitly (Record), so a field added to rotator.Event does not reach the
+// audit file until it is added here on purpose.
+//
+// Durability: each line is written with one write(2) on a file opened with
+// O_APPEND and is fsynced before Observe returns. Events are few (a dozen
+// per rotation), so the cost is negligible and a line that Observe
+// returned for survives a crash or power loss.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rekeyhq/rekey/internal/harden"
+	"github.com/rekeyhq/rekey/rotator"
+	"github.com/rekeyhq/rekey/secret"
+)
+
+// SchemaVersion is the value of the "v" field of every record. It changes
+// only when a field is renamed or removed or changes meaning.
+const SchemaVersion = 1
+
+// Record is one line of the audit file. docs/readme/observability.md
+// documents every field.
+type Record struct {
+	Version    int               `json:"v"`
+	Time       time.Time         `json:"time"`
+	Host       string            `json:"host"`
+	Policy     string            `json:"policy"`
+	RotationID string            `json:"rotation_id"`
+	Generation int64             `json:"generation"`
+	Step       rotator.Step      `json:"step"`
+	Result     rotator.Result    `json:"result"`
+	NewKeyID   string            `json:"new_key_id,omitempty"`
+	OldKeyID   string            `json:"old_key_id,omitempty"`
+	Sinks      map[string]string `json:"sinks,omitempty"`
+	DurationNS int64             `json:"duration_ns,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	Manual     bool              `json:"manual,omitempty"`
+}
+
+// NewRecord builds the audit record of e. Key ids are masked again
+// (secret.Mask is idempotent), so an id the engine forgot to mask is still
+// not written whole.
+func NewRecord(host string, e rotator.Event) Record {
+	r := Record{
+		Version:    SchemaVersion,
+		Time:       e.Time.UTC(),
+		Host:       host,
+		Policy:     e.Policy,
+		RotationID: e.RotationID,
+		Generation: e.Generation,
+		Step:       e.Step,
+		Result:     e.Result,
+		DurationNS: int64(e.Duration),
+		Error:      e.Error,
+		Manual:     e.Manual,
+	}
+	if e.NewKeyID != "" {
+		r.NewKeyID = secret.Mask(e.NewKeyID)
+	}
+	if e.OldKeyID != "" {
+		r.OldKeyID = secret.Mask(e.OldKeyID)
+	}
+	if len(e.Sinks) > 0 {
+		r.Sinks = make(map[string]string, len(e.Sinks))
+		for k, v := range e.Sinks {
+			r.Sinks[k] = v
+		}
+	}
+	return r
+}
+
+// Log is a rotator.Observer that appends each event to an audit file. It
+// is safe for concurrent use.
+type Log struct {
+	path string
+	host string
+	// OnError, if set before the first Observe, is called with each write
+	// that failed; the daemon logs it and counts it. Observe itself never
+	// fails a rotation.
+	OnError func(error)
+
+	mu sync.Mutex
+	f  *os.File
+}
+
+var _ rotator.Observer = (*Log)(nil)
+
+// Open opens (creating it with mode 0600 if needed) the audit file at path
+// for appending. An existing file that group or others can read or write,
+// or that belongs to another user, is refused with an error naming the
+// fix.
+func Open(path string) (*Log, error) {
+	host, _ := os.Hostname()
+	l := &Log{path: path, host: host}
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	l.f = f
+	return l, nil
+}
+
+func openFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	if err := harden.CheckFile(path, harden.FileOptions{Secret: true}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("opening audit log: %w", err)
+	}
+	return f, nil
+}
+
+// Path returns the file's path.
+func (l *Log) Path() string { return l.path }
+
+// Observe appends e as one JSON line and fsyncs the file.
+func (l *Log) Observe(_ context.Context, e rotator.Event) {
+	line, err := json.Marshal(NewRecord(l.host, e))
+	if err != nil {
+		l.fail(fmt.Errorf("encoding audit record: %w", err))
+		return
+	}
+	line = append(line, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		l.fail(fmt.Errorf("writing audit log %s: %w", l.path, os.ErrClosed))
+		return
+	}
+	if _, err := l.f.Write(line); err != nil {
+		l.fail(fmt.Errorf("writing audit log %s: %w", l.path, err))
+		return
+	}
+	if err := l.f.Sync(); err != nil {
+		l.fail(fmt.Errorf("syncing audit log %s: %w", l.path, err))
+	}
+}
+
+func (l *Log) fail(err error) {
+	if l.OnError != nil {
+		l.OnError(err)
+	}
+}
+
+// Reopen closes and reopens the file at the same path, for log rotation
+// tools that move the file away (call it on SIGHUP).
+func (l *Log) Reopen() error {
+	f, err := openFile(l.path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	if old != nil {
+		return old.Close()
+	}
+	return nil
+}
+
+// Close closes the file. Events observed after Close are reported to
+// OnError and dropped.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
