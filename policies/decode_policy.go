@@ -1,0 +1,613 @@
+package policies
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/robfig/cron/v3"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/providers"
+	"github.com/rekeyhq/rekey/reloaders"
+	"github.com/rekeyhq/rekey/sinks"
+)
+
+// Defaults of policy settings.
+const (
+	DefaultStepTimeout   = 2 * time.Minute
+	DefaultMaxFailures   = 5
+	DefaultRevokeAfter   = time.Hour
+	DefaultProbeTimeout  = 2 * time.Minute
+	DefaultProbeInterval = time.Second
+	DefaultReloadTimeout = time.Minute
+)
+
+var policyName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+var policySchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "every"}, {Name: "cron"}, {Name: "window"}, {Name: "jitter"}, {Name: "max_age"},
+		{Name: "rotate_blind"}, {Name: "step_timeout"}, {Name: "max_failures"},
+	},
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "provider", LabelNames: []string{"kind"}},
+		{Type: "sink", LabelNames: []string{"kind"}},
+		{Type: "probe", LabelNames: []string{"kind"}},
+		{Type: "reload", LabelNames: []string{"kind"}},
+		{Type: "revoke"},
+		{Type: "notify", LabelNames: []string{"kind"}},
+	},
+}
+
+var revokeSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{{Name: "after"}, {Name: "soak"}, {Name: "wait_unused"}},
+}
+
+// The attributes the loader takes from plugin blocks before the plugin
+// decodes the rest.
+var (
+	sinkCommon   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "fields"}}}
+	probeCommon  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "target"}, {Name: "timeout"}, {Name: "interval"}, {Name: "successes"}}}
+	reloadCommon = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "timeout"}}}
+)
+
+// examples are shown in duration errors.
+var durationExamples = map[string]string{
+	"every": "30d", "jitter": "1h", "max_age": "45d", "step_timeout": "2m",
+	"after": "1h", "soak": "24h", "timeout": "2m", "interval": "1s",
+}
+
+func (ld *loading) decodePolicies() {
+	seen := map[string]hcl.Range{}
+	targets := map[string]owner{}
+	locations := map[string]owner{}
+	for _, f := range ld.files {
+		if f.content == nil {
+			continue
+		}
+		for _, blk := range f.content.Blocks {
+			if blk.Type != "policy" || len(blk.Labels) != 1 {
+				continue
+			}
+			name := blk.Labels[0]
+			if !policyName.MatchString(name) {
+				ld.diags = append(ld.diags, errAt(blk.LabelRanges[0], "Invalid policy name", fmt.Sprintf("The policy name %q is not valid. Use 1 to 63 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit, such as \"payments-aws\".", name)))
+				continue
+			}
+			if prev, dup := seen[name]; dup {
+				ld.diags = append(ld.diags, duplicate(blk.DefRange, prev, "policy", fmt.Sprintf("A policy named %q is already defined; policy names are unique across all files.", name)))
+				continue
+			}
+			seen[name] = blk.DefRange
+			p := ld.decodePolicy(blk, f)
+			if p == nil {
+				continue
+			}
+			if p.Provider.Provider != nil {
+				t := p.Provider.Provider.Target()
+				if prev, dup := targets[t]; dup {
+					ld.diags = append(ld.diags, errAt(p.Provider.DefRange, "Duplicate provider target", fmt.Sprintf("This provider manages the same credential (%s) as the provider of policy %q at %s. Two policies must not rotate the same key.", t, prev.policy, pos(prev.at))))
+				} else {
+					targets[t] = owner{p.Name, p.Provider.DefRange}
+				}
+			}
+			for _, s := range p.Sinks {
+				if s.Sink == nil {
+					continue
+				}
+				loc := s.Sink.Location()
+				if prev, dup := locations[loc]; dup {
+					ld.diags = append(ld.diags, errAt(s.DefRange, "Duplicate sink location", fmt.Sprintf("This sink writes the same location (%s) as a sink of policy %q at %s. Each location may be written by one sink only.", loc, prev.policy, pos(prev.at))))
+				} else {
+					locations[loc] = owner{p.Name, s.DefRange}
+				}
+			}
+			ld.cfg.Policies = append(ld.cfg.Policies, p)
+		}
+	}
+}
+
+type owner struct {
+	policy string
+	at     hcl.Range
+}
+
+// attrRanges remembers where a policy's settings were written, for the
+// cross-field checks.
+type attrRanges map[string]hcl.Range
+
+func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
+	start := len(ld.diags)
+	p := &Policy{
+		Name:        blk.Labels[0],
+		DefRange:    blk.DefRange,
+		StepTimeout: DefaultStepTimeout,
+		MaxFailures: DefaultMaxFailures,
+		Revoke:      Revoke{After: DefaultRevokeAfter},
+	}
+	content, diags := blk.Body.Content(policySchema)
+	ld.diags = append(ld.diags, diags...)
+	at := attrRanges{}
+	for name, attr := range content.Attributes {
+		at[name] = attr.Expr.Range()
+	}
+	attrs := content.Attributes
+	s := &p.Schedule
+	if a, ok := attrs["every"]; ok {
+		s.Every, _ = ld.duration(a, f.ctx, positive)
+	}
+	if a, ok := attrs["cron"]; ok {
+		var expr string
+		if ld.decodeString(a, f.ctx, &expr) {
+			sched, err := parseCron(expr)
+			if err != nil {
+				ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid cron expression", err.Error()))
+			} else {
+				s.Cron, s.CronExpr = sched, expr
+			}
+		}
+	}
+	if _, every := attrs["every"]; !every {
+		if _, c := attrs["cron"]; !c {
+			ld.diags = append(ld.diags, errAt(blk.DefRange, "Missing schedule", fmt.Sprintf("Policy %q says nothing about when to rotate. Set every = \"30d\" (rotate when the key is this old), cron = \"0 9 * * 1\", or both.", p.Name)))
+		}
+	}
+	if a, ok := attrs["window"]; ok {
+		var expr string
+		if ld.decodeString(a, f.ctx, &expr) {
+			w, err := ParseWindow(expr)
+			if err != nil {
+				ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid window", upperFirst(err.Error())+"."))
+			} else {
+				s.Window = w
+			}
+		}
+	}
+	if a, ok := attrs["jitter"]; ok {
+		s.Jitter, _ = ld.duration(a, f.ctx, nonNegative)
+	}
+	if a, ok := attrs["max_age"]; ok {
+		s.MaxAge, _ = ld.duration(a, f.ctx, positive)
+	}
+	if a, ok := attrs["rotate_blind"]; ok {
+		ld.diags = append(ld.diags, decodeExpr(a.Expr, f.ctx, &p.RotateBlind)...)
+	}
+	if a, ok := attrs["step_timeout"]; ok {
+		if d, ok := ld.duration(a, f.ctx, positive); ok {
+			p.StepTimeout = d
+		}
+	}
+	if a, ok := attrs["max_failures"]; ok {
+		if n, ok := ld.count(a, f.ctx, "max_failures", "the number of consecutive failed attempts after which the policy stops until an operator steps in"); ok {
+			p.MaxFailures = n
+		}
+	}
+
+	var provider, revoke *hcl.Block
+	for _, b := range content.Blocks {
+		switch b.Type {
+		case "provider":
+			if provider != nil {
+				ld.diags = append(ld.diags, duplicate(b.DefRange, provider.DefRange, "provider block", "A policy rotates the key of exactly one provider; move the second one to a policy of its own."))
+				continue
+			}
+			provider = b
+			ld.decodeProvider(p, b, f)
+		case "sink":
+			ld.decodeSink(p, b, f)
+		case "probe":
+			ld.decodeProbe(p, b, f, at)
+		case "reload":
+			ld.decodeReload(p, b, f)
+		case "revoke":
+			if revoke != nil {
+				ld.diags = append(ld.diags, duplicate(b.DefRange, revoke.DefRange, "revoke block", "A policy has at most one revoke block."))
+				continue
+			}
+			revoke = b
+			ld.decodeRevoke(p, b, f, at)
+		case "notify":
+			ld.diags = append(ld.diags, decodeNotify(b))
+		}
+	}
+	if provider == nil {
+		ld.diags = append(ld.diags, errAt(blk.DefRange, "Missing provider block", fmt.Sprintf("Policy %q needs exactly one provider block saying where its key is created, such as provider \"exec\" { ... }.", p.Name)))
+	}
+	if !hasBlock(content.Blocks, "sink") {
+		ld.diags = append(ld.diags, errAt(blk.DefRange, "Missing sink block", fmt.Sprintf("Policy %q needs at least one sink block saying where dependents read the key, such as sink \"file\" { ... }.", p.Name)))
+	}
+	if !hasBlock(content.Blocks, "probe") {
+		if p.RotateBlind {
+			ld.diags = append(ld.diags, warnAt(blk.DefRange, "Policy rotates blind", fmt.Sprintf("Policy %q rotates without checking that the new key works; dependents may be served a broken key. Add a probe block to check the key before the old one is revoked.", p.Name)))
+		} else {
+			ld.diags = append(ld.diags, errAt(blk.DefRange, "Missing probe block", fmt.Sprintf("Policy %q has no probe, so nothing would check that the new key works before the old one is revoked. Add a probe block, or set rotate_blind = true to accept rotating unchecked.", p.Name)))
+		}
+	}
+	if hcl.Diagnostics(ld.diags[start:]).HasErrors() {
+		return nil
+	}
+	ld.crossCheck(p, at)
+	if hcl.Diagnostics(ld.diags[start:]).HasErrors() {
+		return nil
+	}
+	return p
+}
+
+// decodeNotify is where notify blocks will be decoded once the notifier
+// family exists; until then they are refused rather than ignored.
+func decodeNotify(b *hcl.Block) *hcl.Diagnostic {
+	return errAt(b.DefRange, "Unsupported block type", "notify blocks are not supported yet; remove the block and watch the rekey_policy_* metrics or the event log instead.")
+}
+
+func hasBlock(blocks hcl.Blocks, typ string) bool {
+	for _, b := range blocks {
+		if b.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// crossCheck validates settings against each other once each is valid on
+// its own.
+func (ld *loading) crossCheck(p *Policy, at attrRanges) {
+	s := p.Schedule
+	if s.MaxAge > 0 && s.Every > 0 && s.MaxAge <= s.Every {
+		ld.diags = append(ld.diags, errAt(at["max_age"], "max_age too short", fmt.Sprintf("max_age (%s) must be longer than every (%s): a key is rotated at every, and max_age is the limit past which it is rotated even outside the window and reported as overdue.", FormatDuration(s.MaxAge), FormatDuration(s.Every))))
+	}
+	if s.Jitter > 0 && s.Every > 0 && s.Jitter >= s.Every {
+		ld.diags = append(ld.diags, errAt(at["jitter"], "jitter too long", fmt.Sprintf("jitter (%s) must be shorter than every (%s); it spreads due times of many policies by a small fraction of the period.", FormatDuration(s.Jitter), FormatDuration(s.Every))))
+	}
+	if s.Every > 0 && p.Revoke.After+p.Revoke.Soak >= s.Every {
+		r, ok := at["revoke"]
+		if !ok {
+			r = at["every"]
+		}
+		ld.diags = append(ld.diags, warnAt(r, "Revocation outlasts the rotation period", fmt.Sprintf("revoke after + soak (%s) is not shorter than every (%s): rotations would queue behind pending revocations. Shorten after/soak or rotate less often.", FormatDuration(p.Revoke.After+p.Revoke.Soak), FormatDuration(s.Every))))
+	}
+	if s.Window != nil {
+		var longest ProbeBlock
+		for _, pb := range p.Probes {
+			if pb.Timeout > longest.Timeout {
+				longest = pb
+			}
+		}
+		if open := s.Window.OpenPerDay(); longest.Timeout > open {
+			ld.diags = append(ld.diags, warnAt(at["window"], "Window shorter than probe timeout", fmt.Sprintf("The window is open %s a day, less than the %s timeout of the probe %q at %s: a rotation started late in the window may still be probing after it closes.", FormatDuration(open), FormatDuration(longest.Timeout), longest.Kind, pos(longest.DefRange))))
+		}
+	}
+}
+
+func (ld *loading) decodeRevoke(p *Policy, b *hcl.Block, f *file, at attrRanges) {
+	at["revoke"] = b.DefRange
+	content, diags := b.Body.Content(revokeSchema)
+	ld.diags = append(ld.diags, diags...)
+	if a, ok := content.Attributes["after"]; ok {
+		if d, ok := ld.duration(a, f.ctx, nonNegative); ok {
+			p.Revoke.After = d
+		}
+	}
+	if a, ok := content.Attributes["soak"]; ok {
+		if d, ok := ld.duration(a, f.ctx, nonNegative); ok {
+			p.Revoke.Soak = d
+		}
+	}
+	if a, ok := content.Attributes["wait_unused"]; ok {
+		ld.diags = append(ld.diags, decodeExpr(a.Expr, f.ctx, &p.Revoke.WaitUnused)...)
+	}
+}
+
+func (ld *loading) env(p *Policy, b *hcl.Block, f *file) *plugin.Env {
+	return &plugin.Env{
+		Policy:      p.Name,
+		Kind:        b.Labels[0],
+		DefRange:    b.DefRange,
+		BaseDir:     f.dir,
+		StateDir:    ld.cfg.StateDir,
+		EvalContext: f.ctx,
+		Connections: ld.cfg.Connections,
+	}
+}
+
+func (ld *loading) decodeProvider(p *Policy, b *hcl.Block, f *file) {
+	factory, ok := lookupKind(ld, providers.Registry, b)
+	if !ok {
+		return
+	}
+	prov, diags := factory(ld.env(p, b, f), b.Body)
+	ld.diags = append(ld.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	if prov == nil {
+		ld.diags = append(ld.diags, pluginReturnedNil(b))
+		return
+	}
+	p.Provider = ProviderBlock{Kind: b.Labels[0], DefRange: b.DefRange, Provider: prov}
+}
+
+func (ld *loading) decodeSink(p *Policy, b *hcl.Block, f *file) {
+	factory, ok := lookupKind(ld, sinks.Registry, b)
+	if !ok {
+		return
+	}
+	content, remain, diags := b.Body.PartialContent(sinkCommon)
+	ld.diags = append(ld.diags, diags...)
+	sb := SinkBlock{Kind: b.Labels[0], DefRange: b.DefRange}
+	if a, ok := content.Attributes["fields"]; ok {
+		var m map[string]string
+		d := decodeExpr(a.Expr, f.ctx, &m)
+		ld.diags = append(ld.diags, d...)
+		if !d.HasErrors() {
+			for k, v := range m {
+				if k == "" || v == "" {
+					ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid fields map", "fields maps the names written to the sink to the key's field names, such as { AWS_ACCESS_KEY_ID = \"access_key_id\" }; neither may be empty."))
+					break
+				}
+			}
+			sb.Fields = m
+		}
+	}
+	sink, diags := factory(ld.env(p, b, f), suggestingBody{remain, sinkCommon})
+	ld.diags = append(ld.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	if sink == nil {
+		ld.diags = append(ld.diags, pluginReturnedNil(b))
+		return
+	}
+	sb.Sink = sink
+	p.Sinks = append(p.Sinks, sb)
+	for _, o := range p.Sinks[:len(p.Sinks)-1] {
+		if o.Sink.Location() == sink.Location() {
+			ld.diags = append(ld.diags, errAt(b.DefRange, "Duplicate sink location", fmt.Sprintf("This sink writes the same location (%s) as the sink at %s. Each location may be written by one sink only.", sink.Location(), pos(o.DefRange))))
+		}
+	}
+}
+
+func (ld *loading) decodeProbe(p *Policy, b *hcl.Block, f *file, at attrRanges) {
+	factory, ok := lookupKind(ld, probes.Registry, b)
+	if !ok {
+		return
+	}
+	content, remain, diags := b.Body.PartialContent(probeCommon)
+	ld.diags = append(ld.diags, diags...)
+	pb := ProbeBlock{Kind: b.Labels[0], DefRange: b.DefRange, Timeout: DefaultProbeTimeout, Interval: DefaultProbeInterval, Successes: 1}
+	a := content.Attributes
+	if attr, ok := a["target"]; ok {
+		var t string
+		if ld.decodeString(attr, f.ctx, &t) {
+			switch probes.Target(t) {
+			case probes.TargetKey, probes.TargetDependent:
+				pb.Target = probes.Target(t)
+			default:
+				ld.diags = append(ld.diags, errAt(attr.Expr.Range(), "Invalid probe target", fmt.Sprintf("The target %q is not known.%s Use \"key\" (the probe tests the new key itself, before dependents are served it) or \"dependent\" (it tests that dependents work, after promotion).", t, didYouMean(t, []string{"key", "dependent"}))))
+			}
+		}
+	}
+	if attr, ok := a["timeout"]; ok {
+		if d, ok := ld.duration(attr, f.ctx, positive); ok {
+			pb.Timeout = d
+		}
+	}
+	if attr, ok := a["interval"]; ok {
+		if d, ok := ld.duration(attr, f.ctx, positive); ok {
+			pb.Interval = d
+		}
+	}
+	if attr, ok := a["successes"]; ok {
+		if n, ok := ld.count(attr, f.ctx, "successes", "the number of consecutive passes required"); ok {
+			pb.Successes = n
+		}
+	}
+	if pb.Interval > pb.Timeout {
+		r := b.DefRange
+		if attr, ok := a["timeout"]; ok {
+			r = attr.Expr.Range()
+		} else if attr, ok := a["interval"]; ok {
+			r = attr.Expr.Range()
+		}
+		ld.diags = append(ld.diags, errAt(r, "Probe timeout shorter than interval", fmt.Sprintf("The probe's timeout (%s) must be at least its interval (%s), or it would never retry.", FormatDuration(pb.Timeout), FormatDuration(pb.Interval))))
+	}
+	probe, diags := factory(ld.env(p, b, f), suggestingBody{remain, probeCommon})
+	ld.diags = append(ld.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	if probe == nil {
+		ld.diags = append(ld.diags, pluginReturnedNil(b))
+		return
+	}
+	if pb.Target == "" {
+		pb.Target = probes.TargetDependent
+		if t, ok := probe.(probes.Targeter); ok {
+			pb.Target = t.DefaultTarget()
+		}
+	}
+	pb.Probe = probe
+	p.Probes = append(p.Probes, pb)
+}
+
+func (ld *loading) decodeReload(p *Policy, b *hcl.Block, f *file) {
+	factory, ok := lookupKind(ld, reloaders.Registry, b)
+	if !ok {
+		return
+	}
+	content, remain, diags := b.Body.PartialContent(reloadCommon)
+	ld.diags = append(ld.diags, diags...)
+	rb := ReloadBlock{Kind: b.Labels[0], DefRange: b.DefRange, Timeout: DefaultReloadTimeout}
+	if attr, ok := content.Attributes["timeout"]; ok {
+		if d, ok := ld.duration(attr, f.ctx, positive); ok {
+			rb.Timeout = d
+		}
+	}
+	r, diags := factory(ld.env(p, b, f), suggestingBody{remain, reloadCommon})
+	ld.diags = append(ld.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	if r == nil {
+		ld.diags = append(ld.diags, pluginReturnedNil(b))
+		return
+	}
+	rb.Reloader = r
+	p.Reloads = append(p.Reloads, rb)
+}
+
+func lookupKind[F any](ld *loading, reg *plugin.Registry[F], b *hcl.Block) (F, bool) {
+	kind := b.Labels[0]
+	f, ok := reg.Lookup(kind)
+	if ok {
+		return f, true
+	}
+	family := reg.Family()
+	kinds := reg.Kinds()
+	detail := fmt.Sprintf("There is no %s kind %q.%s", family, kind, didYouMean(kind, kinds))
+	if len(kinds) == 0 {
+		detail += fmt.Sprintf(" This build of rekey has no %s kinds.", family)
+	} else {
+		detail += fmt.Sprintf(" Known %s kinds: %s.", family, strings.Join(kinds, ", "))
+	}
+	ld.diags = append(ld.diags, errAt(b.LabelRanges[0], fmt.Sprintf("Unknown %s kind", family), detail))
+	return f, false
+}
+
+func pluginReturnedNil(b *hcl.Block) *hcl.Diagnostic {
+	return errAt(b.DefRange, "Plugin failed", fmt.Sprintf("The %s kind %q returned no instance and no error; this is a bug in that plugin.", b.Type, b.Labels[0]))
+}
+
+type durationRule int
+
+const (
+	positive durationRule = iota
+	nonNegative
+)
+
+// duration evaluates a duration attribute; it reports false after
+// recording a diagnostic.
+func (ld *loading) duration(a *hcl.Attribute, ctx *hcl.EvalContext, rule durationRule) (time.Duration, bool) {
+	var s string
+	if !ld.decodeString(a, ctx, &s) {
+		return 0, false
+	}
+	ex := durationExamples[a.Name]
+	if ex == "" {
+		ex = "1h"
+	}
+	d, err := ParseDuration(s)
+	if err != nil {
+		ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid duration", fmt.Sprintf("%s: %s. Write a number followed by a unit s, m, h, d (days) or w (weeks), such as %q or \"1h30m\".", a.Name, err, ex)))
+		return 0, false
+	}
+	switch {
+	case rule == positive && d <= 0:
+		ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid duration", fmt.Sprintf("%s must be positive, e.g. %q.", a.Name, ex)))
+		return 0, false
+	case rule == nonNegative && d < 0:
+		ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid duration", fmt.Sprintf("%s must not be negative; use \"0s\" for none, or a duration such as %q.", a.Name, ex)))
+		return 0, false
+	}
+	return d, true
+}
+
+// count evaluates an attribute that must be a whole number of at least 1.
+func (ld *loading) count(a *hcl.Attribute, ctx *hcl.EvalContext, name, meaning string) (int, bool) {
+	var n int
+	diags := decodeExpr(a.Expr, ctx, &n)
+	ld.diags = append(ld.diags, diags...)
+	if diags.HasErrors() {
+		return 0, false
+	}
+	if n < 1 {
+		ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid "+name, fmt.Sprintf("%s must be at least 1; it is %s.", name, meaning)))
+		return 0, false
+	}
+	return n, true
+}
+
+// decodeExpr evaluates expr into v (a pointer) with gohcl's conversions.
+func decodeExpr(expr hcl.Expression, ctx *hcl.EvalContext, v any) (diags hcl.Diagnostics) {
+	return gohcl.DecodeExpression(expr, ctx, v)
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// cronReference is the instant from which a cron expression must fire, to
+// refuse expressions such as "0 0 30 2 *" that never do.
+var cronReference = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func parseCron(expr string) (sched cron.Schedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			sched, err = nil, fmt.Errorf("the cron expression %q is not valid", expr)
+		}
+	}()
+	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
+		return nil, fmt.Errorf("time zones are not supported in cron expressions (%q); cron times are UTC, use a window to restrict local hours", expr)
+	}
+	sched, err = cronParser.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("%s. Use five fields (minute hour day-of-month month day-of-week, such as \"0 9 * * 1\") or a descriptor such as @daily, @weekly or @every 720h", upperFirst(err.Error()))
+	}
+	if sched.Next(cronReference).IsZero() {
+		return nil, fmt.Errorf("the cron expression %q never fires", expr)
+	}
+	return sched, nil
+}
+
+// checkListen returns what is wrong with a listen address, or "".
+func checkListen(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("The listen address %q is not HOST:PORT, such as \"127.0.0.1:9464\".", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("The port in %q must be a number from 0 to 65535.", addr)
+	}
+	if net.ParseIP(host) == nil && strings.ContainsAny(host, " /\\@?#") {
+		return fmt.Sprintf("The host in %q is not an IP address or host name.", addr)
+	}
+	return ""
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// suggestingBody is handed to plugin factories in place of a block body
+// from which the loader has taken the common attributes: its strict
+// Content also suggests those names, so that "timout" in a probe gets
+// "Did you mean "timeout"?" although the probe's own schema lacks it.
+type suggestingBody struct {
+	hcl.Body
+	common *hcl.BodySchema
+}
+
+// Content implements hcl.Body.
+func (b suggestingBody) Content(schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Diagnostics) {
+	s := &hcl.BodySchema{Attributes: append([]hcl.AttributeSchema(nil), schema.Attributes...), Blocks: schema.Blocks}
+	for _, c := range b.common.Attributes {
+		known := false
+		for _, a := range schema.Attributes {
+			known = known || a.Name == c.Name
+		}
+		for _, bl := range schema.Blocks {
+			known = known || bl.Type == c.Name
+		}
+		if !known {
+			s.Attributes = append(s.Attributes, hcl.AttributeSchema{Name: c.Name})
+		}
+	}
+	return b.Body.Content(s)
+}

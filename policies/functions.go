@@ -1,0 +1,126 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+// maxFileSize bounds what file() reads: it is meant for tokens, ids and
+// certificates, not for data.
+const maxFileSize = 1 << 20
+
+// evalContext returns the context attribute expressions of one file are
+// evaluated in: the functions env, file, upper, lower and trimspace, and no
+// variables (connection references such as vault.main are expressions that
+// plugins resolve themselves through plugin.Env.Connection).
+func evalContext(baseDir string, lookupEnv func(string) (string, bool)) *hcl.EvalContext {
+	return &hcl.EvalContext{
+		Functions: map[string]function.Function{
+			"env":       envFunc(lookupEnv),
+			"file":      fileFunc(baseDir),
+			"upper":     stdlib.UpperFunc,
+			"lower":     stdlib.LowerFunc,
+			"trimspace": stdlib.TrimSpaceFunc,
+		},
+	}
+}
+
+func envFunc(lookupEnv func(string) (string, bool)) function.Function {
+	return function.New(&function.Spec{
+		Description: "Returns the value of an environment variable of the daemon.",
+		Params:      []function.Parameter{{Name: "name", Type: cty.String}},
+		Type:        function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			name := args[0].AsString()
+			if name == "" {
+				return cty.NilVal, function.NewArgErrorf(0, "the variable name is empty")
+			}
+			v, ok := lookupEnv(name)
+			if !ok {
+				return cty.NilVal, function.NewArgErrorf(0, "environment variable %q is not set; set it in the daemon's environment (for systemd: Environment= or EnvironmentFile=)", name)
+			}
+			if !utf8.ValidString(v) {
+				return cty.NilVal, function.NewArgErrorf(0, "environment variable %q is not valid UTF-8 text", name)
+			}
+			return cty.StringVal(v), nil
+		},
+	})
+}
+
+func fileFunc(baseDir string) function.Function {
+	return function.New(&function.Spec{
+		Description: "Returns the content of a file, relative to the policy file's directory, without one trailing newline.",
+		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
+		Type:        function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			p := args[0].AsString()
+			if p == "" {
+				return cty.NilVal, function.NewArgErrorf(0, "the path is empty")
+			}
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(baseDir, p)
+			}
+			s, err := readSmallFile(p)
+			if err != nil {
+				return cty.NilVal, function.NewArgError(0, err)
+			}
+			s = strings.TrimSuffix(s, "\n")
+			s = strings.TrimSuffix(s, "\r")
+			return cty.StringVal(s), nil
+		},
+	})
+}
+
+// readSmallFile reads a regular file of at most maxFileSize bytes of UTF-8
+// text. Its errors name the path, never the content.
+func readSmallFile(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("there is no file %s; create it or correct the path (relative paths are relative to the policy file's directory)", p)
+		}
+		if errors.Is(err, fs.ErrPermission) {
+			return "", fmt.Errorf("cannot read %s: permission denied; let the user rekey runs as read it", p)
+		}
+		return "", fmt.Errorf("cannot read %s: %w", p, cause(err))
+	}
+	defer func() { _ = f.Close() }()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", p, cause(err))
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", p)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", p, cause(err))
+	}
+	if len(b) > maxFileSize {
+		return "", fmt.Errorf("%s is larger than %d bytes; file() is meant for tokens, ids and certificates", p, maxFileSize)
+	}
+	if !utf8.Valid(b) {
+		return "", fmt.Errorf("%s is not UTF-8 text", p)
+	}
+	return string(b), nil
+}
+
+// cause strips the path an *fs.PathError repeats.
+func cause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,468 @@
+package policies
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/agext/levenshtein"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/rekeyhq/rekey/plugin"
+)
+
+// Defaults of the settings a configuration may leave out.
+const (
+	DefaultStateDir  = "/var/lib/rekey"
+	DefaultListen    = "127.0.0.1:9464"
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "auto"
+)
+
+// Loader reads policy files. It keeps the sources it read so that
+// diagnostics can be shown with source snippets; a Loader is not safe for
+// concurrent use, use one per load.
+type Loader struct {
+	// LookupEnv resolves env("NAME"); nil means os.LookupEnv.
+	LookupEnv func(name string) (string, bool)
+
+	files map[string]*hcl.File
+}
+
+// NewLoader returns a Loader reading the process environment.
+func NewLoader() *Loader { return &Loader{} }
+
+// Load reads the configuration at paths with a new Loader; see
+// Loader.Load. Use a Loader to render the diagnostics with snippets.
+func Load(paths ...string) (*Config, hcl.Diagnostics) {
+	return NewLoader().Load(paths...)
+}
+
+// Files returns the sources read by the last load, keyed by file name, for
+// WriteDiagnostics and DiagnosticsJSON. Literal secrets found in them are
+// masked with '*'.
+func (l *Loader) Files() map[string]*hcl.File { return l.files }
+
+// Load reads every path in order: a directory contributes each *.hcl file
+// directly inside it in lexical order (not recursively; other files and
+// names starting with a dot are ignored), a file is read whatever its name.
+// The configuration is returned only when the diagnostics hold no error;
+// they may hold warnings either way.
+func (l *Loader) Load(paths ...string) (*Config, hcl.Diagnostics) {
+	l.files = map[string]*hcl.File{}
+	names, diags := listFiles(paths)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var srcs []source
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot read policy file",
+				Detail:   fmt.Sprintf("Reading %s failed: %v.", name, cause(err)),
+			})
+			continue
+		}
+		srcs = append(srcs, source{name: name, src: b})
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return l.load(srcs)
+}
+
+// LoadSources loads a configuration from in-memory files, taken in the
+// lexical order of their names; relative paths in them resolve against
+// the directory part of each name. It is Load without the file system
+// listing, for tests and fuzzing.
+func (l *Loader) LoadSources(files map[string][]byte) (*Config, hcl.Diagnostics) {
+	l.files = map[string]*hcl.File{}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	srcs := make([]source, len(names))
+	for i, n := range names {
+		srcs[i] = source{name: n, src: files[n]}
+	}
+	return l.load(srcs)
+}
+
+type source struct {
+	name string
+	src  []byte
+}
+
+func listFiles(paths []string) ([]string, hcl.Diagnostics) {
+	var (
+		names []string
+		diags hcl.Diagnostics
+		seen  = map[string]bool{}
+	)
+	add := func(n string) {
+		if c := filepath.Clean(n); !seen[c] {
+			seen[c] = true
+			names = append(names, n)
+		}
+	}
+	if len(paths) == 0 {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No configuration path", Detail: "Name a policy file or a directory of *.hcl files."}}
+	}
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot read configuration",
+				Detail:   fmt.Sprintf("Reading %s failed: %v. Name a policy file or a directory of *.hcl files.", p, cause(err)),
+			})
+			continue
+		}
+		if !st.IsDir() {
+			add(p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot read configuration directory",
+				Detail:   fmt.Sprintf("Listing %s failed: %v.", p, cause(err)),
+			})
+			continue
+		}
+		n := 0
+		for _, e := range entries {
+			name := e.Name()
+			if !strings.HasSuffix(name, ".hcl") || strings.HasPrefix(name, ".") {
+				continue
+			}
+			full := filepath.Join(p, name)
+			if fi, err := os.Stat(full); err != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			add(full)
+			n++
+		}
+		if n == 0 {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "No policy files",
+				Detail:   fmt.Sprintf("The directory %s holds no *.hcl file.", p),
+			})
+		}
+	}
+	return names, diags
+}
+
+// file is one parsed source file and what its expressions are evaluated
+// with.
+type file struct {
+	name    string
+	body    *hclsyntax.Body
+	dir     string
+	ctx     *hcl.EvalContext
+	content *hcl.BodyContent
+}
+
+// loading is the state of one load.
+type loading struct {
+	files []*file
+	order map[string]int
+	cfg   *Config
+	diags hcl.Diagnostics
+}
+
+func (l *Loader) load(srcs []source) (*Config, hcl.Diagnostics) {
+	lookup := l.LookupEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	ld := &loading{order: map[string]int{}, cfg: &Config{
+		StateDir:    DefaultStateDir,
+		Log:         LogSettings{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Connections: plugin.NewConnections(),
+	}}
+	for i, s := range srcs {
+		ld.order[s.name] = i
+		f, diags := hclsyntax.ParseConfig(s.src, s.name, hcl.InitialPos)
+		ld.diags = append(ld.diags, diags...)
+		body, ok := f.Body.(*hclsyntax.Body)
+		if !ok {
+			continue
+		}
+		secretDiags, mask := scanSecrets(body)
+		ld.diags = append(ld.diags, secretDiags...)
+		l.files[s.name] = &hcl.File{Body: f.Body, Bytes: maskSource(f.Bytes, mask), Nav: f.Nav}
+		dir, err := filepath.Abs(filepath.Dir(s.name))
+		if err != nil {
+			dir = filepath.Dir(s.name)
+		}
+		ld.files = append(ld.files, &file{name: s.name, body: body, dir: dir, ctx: evalContext(dir, lookup)})
+		ld.cfg.Files = append(ld.cfg.Files, s.name)
+	}
+	// Syntax errors make everything after them guesswork, and a secret
+	// literal must not reach a plugin that might quote it.
+	if !ld.diags.HasErrors() {
+		ld.decode()
+	}
+	ld.sortDiagnostics()
+	if ld.diags.HasErrors() {
+		_ = ld.cfg.Connections.Close()
+		return nil, ld.diags
+	}
+	return ld.cfg, ld.diags
+}
+
+func (ld *loading) decode() {
+	schema := topSchema()
+	for _, f := range ld.files {
+		content, diags := f.body.Content(schema)
+		ld.diags = append(ld.diags, diags...)
+		f.content = content
+	}
+	ld.decodeSettings()
+	ld.decodeConnections()
+	ld.decodePolicies()
+	if len(ld.cfg.Policies) == 0 && !ld.diags.HasErrors() {
+		ld.diags = append(ld.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "No policies",
+			Detail:   "The configuration defines no policy block, so rekey has nothing to rotate.",
+		})
+	}
+}
+
+// reservedTopLevel are the top-level names that are not connection kinds.
+var reservedTopLevel = map[string]bool{"state_dir": true, "log": true, "server": true, "policy": true}
+
+func topSchema() *hcl.BodySchema {
+	s := &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "state_dir"}},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "log"},
+			{Type: "server"},
+			{Type: "policy", LabelNames: []string{"name"}},
+		},
+	}
+	for _, k := range plugin.ConnectionKinds.Kinds() {
+		if !reservedTopLevel[k] {
+			s.Blocks = append(s.Blocks, hcl.BlockHeaderSchema{Type: k, LabelNames: []string{"name"}})
+		}
+	}
+	return s
+}
+
+func (ld *loading) decodeSettings() {
+	var stateDir, logBlock, serverBlock *hcl.Range
+	for _, f := range ld.files {
+		if f.content == nil {
+			continue
+		}
+		if attr, ok := f.content.Attributes["state_dir"]; ok {
+			if stateDir != nil {
+				ld.diags = append(ld.diags, duplicate(attr.NameRange, *stateDir, "state_dir setting", "state_dir may be set once, in one file."))
+			} else {
+				stateDir = attr.NameRange.Ptr()
+				var dir string
+				if ld.decodeString(attr, f.ctx, &dir) {
+					if dir == "" {
+						ld.diags = append(ld.diags, errAt(attr.Expr.Range(), "Invalid state_dir", "state_dir must not be empty; it is the directory of rekey's journal, such as \"/var/lib/rekey\"."))
+					} else {
+						if !filepath.IsAbs(dir) {
+							dir = filepath.Join(f.dir, dir)
+						}
+						ld.cfg.StateDir = filepath.Clean(dir)
+					}
+				}
+			}
+		}
+		for _, blk := range f.content.Blocks {
+			switch blk.Type {
+			case "log":
+				if logBlock != nil {
+					ld.diags = append(ld.diags, duplicate(blk.DefRange, *logBlock, "log block", "Only one log block is allowed in the whole configuration."))
+					continue
+				}
+				logBlock = blk.DefRange.Ptr()
+				ld.decodeLog(blk, f)
+			case "server":
+				if serverBlock != nil {
+					ld.diags = append(ld.diags, duplicate(blk.DefRange, *serverBlock, "server block", "Only one server block is allowed in the whole configuration."))
+					continue
+				}
+				serverBlock = blk.DefRange.Ptr()
+				ld.decodeServer(blk, f)
+			}
+		}
+	}
+}
+
+var logLevels = []string{"trace", "debug", "info", "warn", "error"}
+var logFormats = []string{"auto", "json", "console"}
+
+func (ld *loading) decodeLog(blk *hcl.Block, f *file) {
+	content, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "level"}, {Name: "format"}}})
+	ld.diags = append(ld.diags, diags...)
+	if attr, ok := content.Attributes["level"]; ok {
+		var v string
+		if ld.decodeString(attr, f.ctx, &v) {
+			if slices.Contains(logLevels, v) {
+				ld.cfg.Log.Level = v
+			} else {
+				ld.diags = append(ld.diags, errAt(attr.Expr.Range(), "Invalid log level", fmt.Sprintf("The log level %q is not known.%s Use one of %s.", v, didYouMean(v, logLevels), strings.Join(logLevels, ", "))))
+			}
+		}
+	}
+	if attr, ok := content.Attributes["format"]; ok {
+		var v string
+		if ld.decodeString(attr, f.ctx, &v) {
+			if slices.Contains(logFormats, v) {
+				ld.cfg.Log.Format = v
+			} else {
+				ld.diags = append(ld.diags, errAt(attr.Expr.Range(), "Invalid log format", fmt.Sprintf("The log format %q is not known.%s Use auto (console on a terminal, JSON otherwise), json or console.", v, didYouMean(v, logFormats))))
+			}
+		}
+	}
+}
+
+func (ld *loading) decodeServer(blk *hcl.Block, f *file) {
+	content, diags := blk.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "listen"}}})
+	ld.diags = append(ld.diags, diags...)
+	srv := &Server{Listen: DefaultListen}
+	if attr, ok := content.Attributes["listen"]; ok {
+		var v string
+		if ld.decodeString(attr, f.ctx, &v) {
+			if problem := checkListen(v); problem != "" {
+				ld.diags = append(ld.diags, errAt(attr.Expr.Range(), "Invalid listen address", problem))
+			} else {
+				srv.Listen = v
+			}
+		}
+	}
+	ld.cfg.Server = srv
+}
+
+var connectionName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,62}$`)
+
+func (ld *loading) decodeConnections() {
+	seen := map[string]hcl.Range{}
+	for _, f := range ld.files {
+		if f.content == nil {
+			continue
+		}
+		for _, blk := range f.content.Blocks {
+			if reservedTopLevel[blk.Type] || len(blk.Labels) != 1 {
+				continue
+			}
+			factory, ok := plugin.ConnectionKinds.Lookup(blk.Type)
+			if !ok {
+				continue
+			}
+			name := blk.Labels[0]
+			if !connectionName.MatchString(name) {
+				ld.diags = append(ld.diags, errAt(blk.LabelRanges[0], "Invalid connection name", fmt.Sprintf("The connection name %q is not valid: it is used in references such as %s.main, so it must start with a letter or underscore and hold only letters, digits, underscores and dashes.", name, blk.Type)))
+				continue
+			}
+			key := blk.Type + "." + name
+			if prev, dup := seen[key]; dup {
+				ld.diags = append(ld.diags, duplicate(blk.DefRange, prev, "connection", fmt.Sprintf("A %s connection named %q is already declared; connection names are unique per kind across all files.", blk.Type, name)))
+				continue
+			}
+			seen[key] = blk.DefRange
+			env := &plugin.Env{
+				Kind:        blk.Type,
+				DefRange:    blk.DefRange,
+				BaseDir:     f.dir,
+				StateDir:    ld.cfg.StateDir,
+				EvalContext: f.ctx,
+				Connections: ld.cfg.Connections,
+			}
+			conn, diags := factory(env, name, blk.Body)
+			ld.diags = append(ld.diags, diags...)
+			if !diags.HasErrors() {
+				ld.cfg.Connections.Add(blk.Type, name, conn)
+			}
+		}
+	}
+}
+
+func (ld *loading) sortDiagnostics() {
+	rank := func(d *hcl.Diagnostic) (int, int) {
+		if d.Subject == nil {
+			return -1, 0
+		}
+		o, ok := ld.order[d.Subject.Filename]
+		if !ok {
+			o = len(ld.order)
+		}
+		return o, d.Subject.Start.Byte
+	}
+	slices.SortStableFunc(ld.diags, func(a, b *hcl.Diagnostic) int {
+		af, ab := rank(a)
+		bf, bb := rank(b)
+		return cmp.Or(cmp.Compare(af, bf), cmp.Compare(ab, bb))
+	})
+}
+
+// decodeString evaluates attr as a string; it reports false after
+// recording a diagnostic.
+func (ld *loading) decodeString(attr *hcl.Attribute, ctx *hcl.EvalContext, v *string) bool {
+	diags := decodeExpr(attr.Expr, ctx, v)
+	ld.diags = append(ld.diags, diags...)
+	return !diags.HasErrors()
+}
+
+func errAt(r hcl.Range, summary, detail string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r.Ptr()}
+}
+
+func warnAt(r hcl.Range, summary, detail string) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: detail, Subject: r.Ptr()}
+}
+
+// duplicate reports a second definition at r of what was first defined at
+// prev.
+func duplicate(r, prev hcl.Range, what, detail string) *hcl.Diagnostic {
+	return errAt(r, "Duplicate "+what, fmt.Sprintf("%s Previous definition was at %s.", detail, pos(prev)))
+}
+
+// pos renders the start of r as FILE:LINE,COL.
+func pos(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d,%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+// didYouMean returns ` Did you mean "x"?` for the option closest to given,
+// if one is close enough to be a typo, and "" otherwise.
+func didYouMean(given string, options []string) string {
+	best, bestDist := "", 3
+	for _, o := range options {
+		if d := levenshtein.Distance(given, o, nil); d < bestDist {
+			best, bestDist = o, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %q?", best)
+}
+
+// sortedAttributes returns the attributes of b in source order.
+func sortedAttributes(b *hclsyntax.Body) []*hclsyntax.Attribute {
+	attrs := make([]*hclsyntax.Attribute, 0, len(b.Attributes))
+	for _, a := range b.Attributes {
+		attrs = append(attrs, a)
+	}
+	slices.SortFunc(attrs, func(x, y *hclsyntax.Attribute) int {
+		return cmp.Compare(x.SrcRange.Start.Byte, y.SrcRange.Start.Byte)
+	})
+	return attrs
+}

@@ -1,0 +1,162 @@
+package policies
+
+import (
+	"bytes"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/rekeyhq/rekey/probes"
+)
+
+// testEnv is the environment env() sees in these tests.
+func testEnv(name string) (string, bool) {
+	v, ok := map[string]string{
+		"REKEY_TEST_SECRET": "from-the-environment",
+	}[name]
+	return v, ok
+}
+
+func render(t *testing.T, files map[string]*hcl.File, diags hcl.Diagnostics) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := WriteDiagnostics(&b, files, diags, false); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestLoadGoodDirectory(t *testing.T) {
+	t.Parallel()
+	l := &Loader{LookupEnv: testEnv}
+	cfg, diags := l.Load("testdata/good")
+	if diags.HasErrors() || cfg == nil {
+		t.Fatalf("load failed:\n%s", render(t, l.Files(), diags))
+	}
+	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || diags[0].Summary != "Policy rotates blind" {
+		t.Errorf("want exactly the rotate_blind warning, got:\n%s", render(t, l.Files(), diags))
+	}
+	abs, _ := filepath.Abs("testdata/good")
+	if want := []string{"testdata/good/10-daemon.hcl", "testdata/good/20-more.hcl"}; strings.Join(cfg.Files, ",") != strings.Join(want, ",") {
+		t.Errorf("Files = %v, want %v", cfg.Files, want)
+	}
+	if want := filepath.Join(abs, "state"); cfg.StateDir != want {
+		t.Errorf("StateDir = %q, want %q (relative to the file setting it)", cfg.StateDir, want)
+	}
+	if cfg.Log != (LogSettings{Level: "debug", Format: "json"}) {
+		t.Errorf("Log = %+v", cfg.Log)
+	}
+	if cfg.Server == nil || cfg.Server.Listen != "127.0.0.1:9999" {
+		t.Errorf("Server = %+v", cfg.Server)
+	}
+	c, ok := cfg.Connections.Get("testconn", "main")
+	if !ok {
+		t.Fatal("connection testconn.main missing")
+	}
+	if tc := c.(*testConn); tc.Address != "https://vault.internal:8200" || tc.TokenFile != filepath.Join(abs, "token") {
+		t.Errorf("connection = %+v", tc)
+	}
+
+	var names []string
+	for _, p := range cfg.Policies {
+		names = append(names, p.Name)
+	}
+	if got := strings.Join(names, ","); got != "payments-aws,db.reports_ro,blind" {
+		t.Fatalf("policies in order %s, want files in lexical order and blocks in file order", got)
+	}
+
+	p := cfg.Policies[0]
+	s := p.Schedule
+	if s.Every != 30*Day || s.Jitter != time.Hour || s.MaxAge != 45*Day || s.Cron != nil {
+		t.Errorf("schedule = %+v", s)
+	}
+	if s.Window == nil || s.Window.Expr != "Mon-Thu 09:00-16:00 Europe/Berlin" || s.Window.Location.String() != "Europe/Berlin" ||
+		s.Window.Start != 9*time.Hour || s.Window.End != 16*time.Hour ||
+		s.Window.Days != [7]bool{false, true, true, true, true, false, false} {
+		t.Errorf("window = %+v", s.Window)
+	}
+	if p.StepTimeout != 5*time.Minute || p.MaxFailures != 3 || p.RotateBlind {
+		t.Errorf("policy settings = %v %v %v", p.StepTimeout, p.MaxFailures, p.RotateBlind)
+	}
+	prov := p.Provider.Provider.(*testProvider)
+	if p.Provider.Kind != "test" || prov.Target() != "test:svc-payments" || prov.secret != "from-the-environment" || prov.conn == nil || prov.conn.Name != "main" {
+		t.Errorf("provider = %+v", prov)
+	}
+	if prov.env.Policy != "payments-aws" || prov.env.Kind != "test" || prov.env.BaseDir != abs || prov.env.StateDir != cfg.StateDir ||
+		prov.env.DefRange.Filename != "testdata/good/10-daemon.hcl" || prov.env.DefRange.Start.Line != 26 {
+		t.Errorf("provider env = %+v", prov.env)
+	}
+	if len(p.Sinks) != 2 || p.Sinks[0].Sink.Location() != "test:"+filepath.Join(abs, "out/payments.env") ||
+		p.Sinks[0].Fields["AWS_SECRET_ACCESS_KEY"] != "secret_access_key" || p.Sinks[1].Fields != nil {
+		t.Errorf("sinks = %+v", p.Sinks)
+	}
+	if len(p.Probes) != 2 {
+		t.Fatalf("probes = %+v", p.Probes)
+	}
+	if pb := p.Probes[0]; pb.Kind != "test_key" || pb.Target != probes.TargetKey || pb.Timeout != 2*time.Minute || pb.Interval != time.Second || pb.Successes != 1 {
+		t.Errorf("key probe = %+v (want the Targeter's default target and default retries)", pb)
+	}
+	if pb := p.Probes[1]; pb.Kind != "test" || pb.Target != probes.TargetDependent || pb.Timeout != 5*time.Minute || pb.Interval != 2*time.Second || pb.Successes != 3 {
+		t.Errorf("dependent probe = %+v", pb)
+	}
+	if len(p.Reloads) != 1 || p.Reloads[0].Timeout != 30*time.Second || strings.Join(p.Reloads[0].Reloader.(*testReloader).command, " ") != "systemctl reload payments" {
+		t.Errorf("reloads = %+v", p.Reloads)
+	}
+	if p.Revoke != (Revoke{After: 2 * time.Hour, WaitUnused: true, Soak: Day}) {
+		t.Errorf("revoke = %+v", p.Revoke)
+	}
+
+	p = cfg.Policies[1]
+	if p.Schedule.Every != 0 || p.Schedule.CronExpr != "@daily" || p.Schedule.Cron == nil {
+		t.Errorf("cron schedule = %+v", p.Schedule)
+	}
+	if next := p.Schedule.Cron.Next(time.Date(2025, 1, 1, 10, 0, 0, 0, time.UTC)); !next.Equal(time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("@daily next = %v", next)
+	}
+	if got := p.Provider.Provider.Target(); got != "test:reports_ro" {
+		t.Errorf("file() gave target %q, want the file's content without its newline", got)
+	}
+	if p.StepTimeout != DefaultStepTimeout || p.MaxFailures != DefaultMaxFailures || p.Revoke != (Revoke{After: time.Hour}) {
+		t.Errorf("defaults = %v %v %+v", p.StepTimeout, p.MaxFailures, p.Revoke)
+	}
+	if p.Probes[0].Target != probes.TargetKey {
+		t.Errorf("explicit target = %q", p.Probes[0].Target)
+	}
+
+	p = cfg.Policies[2]
+	if !p.RotateBlind || len(p.Probes) != 0 || p.Schedule.Every != 2*Week || p.Provider.Provider.Target() != "test:BLIND" {
+		t.Errorf("blind policy = %+v", p)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
+	l := NewLoader()
+	cfg, diags := l.LoadSources(map[string][]byte{"a.hcl": []byte(`
+policy "p" {
+  every = "1d"
+  provider "test" { name = "p" }
+  sink "test" { path = "/p" }
+  probe "test" {}
+}
+`)})
+	if diags.HasErrors() {
+		t.Fatal(render(t, l.Files(), diags))
+	}
+	if len(diags) != 0 {
+		t.Errorf("unexpected warnings:\n%s", render(t, l.Files(), diags))
+	}
+	if cfg.StateDir != DefaultStateDir || cfg.Log != (LogSettings{"info", "auto"}) || cfg.Server != nil {
+		t.Errorf("defaults = %q %+v %+v", cfg.StateDir, cfg.Log, cfg.Server)
+	}
+	p := cfg.Policies[0]
+	if p.Revoke != (Revoke{After: time.Hour}) || p.StepTimeout != 2*time.Minute || p.MaxFailures != 5 || p.Schedule.Window != nil {
+		t.Errorf("policy defaults = %+v", p)
+	}
+	if pb := p.Probes[0]; pb.Target != probes.TargetDependent || pb.Timeout != 2*time.Minute || pb.Interval != time.Second || pb.Successes != 1 {
+		t.Errorf("probe defaults = %+v", pb)
+	}
+}
