@@ -1,0 +1,182 @@
+package rotator
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/policies"
+	"github.com/rekeyhq/rekey/secret"
+)
+
+// Reason codes of a Decision.
+const (
+	ReasonNeverRotated = "never_rotated"
+	ReasonAge          = "age"
+	ReasonCron         = "cron"
+	ReasonMaxAge       = "max_age"
+	ReasonNotDue       = "not_due"
+	ReasonWindow       = "waiting_for_window"
+	ReasonBackoff      = "backoff"
+	ReasonStuck        = "stuck"
+	ReasonInFlight     = "in_flight"
+)
+
+// Decision says whether a policy should start a rotation now, why, and when
+// it should be looked at again.
+type Decision struct {
+	Due    bool
+	Reason string
+	// Message explains the decision to an operator.
+	Message string
+	// At is when the policy is (or was) due, or when to look again.
+	At time.Time
+}
+
+// Facts are what the engine learned from outside the journal.
+type Facts struct {
+	// ExistingKeyCreated is the creation time of the key found at the
+	// provider when rekey has never rotated the policy (zero if unknown).
+	ExistingKeyCreated time.Time
+}
+
+// Decide is the pure scheduling decision for one policy: whether a rotation
+// should start at now. It does no I/O.
+func Decide(p *policies.Policy, st PolicyState, f Facts, now time.Time) Decision {
+	if st.Active != nil {
+		return Decision{Reason: ReasonInFlight, Message: fmt.Sprintf("rotation %s is at step %s", st.Active.ID, st.Active.Step), At: now}
+	}
+	if st.Stuck {
+		return Decision{Reason: ReasonStuck, Message: fmt.Sprintf("stuck after %d failed attempts (last: %s); fix the cause, then run: rekey rotate %s", st.Failures, st.LastError, p.Name)}
+	}
+	created := st.CurrentKeyCreated
+	if created.IsZero() {
+		created = f.ExistingKeyCreated
+	}
+	var d Decision
+	switch {
+	case created.IsZero():
+		d = Decision{Due: true, Reason: ReasonNeverRotated, Message: "no key rotated by rekey yet", At: now}
+	case p.Schedule.MaxAge > 0 && !now.Before(created.Add(p.Schedule.MaxAge)):
+		return Decision{Due: true, Reason: ReasonMaxAge, Message: fmt.Sprintf("key is %s old, over max_age %s: rotating regardless of window", age(now, created), p.Schedule.MaxAge), At: created.Add(p.Schedule.MaxAge)}
+	default:
+		d = nextDue(p, st, created)
+		d.Due = !now.Before(d.At)
+		if !d.Due {
+			d.Reason = ReasonNotDue
+		}
+	}
+	if !st.NotBefore.IsZero() && now.Before(st.NotBefore) {
+		return Decision{Reason: ReasonBackoff, Message: fmt.Sprintf("backing off after %d failed attempts until %s", st.Failures, st.NotBefore.Format(time.RFC3339)), At: st.NotBefore}
+	}
+	if d.Due && p.Schedule.Window != nil && !p.Schedule.Window.Contains(now) {
+		open := p.Schedule.Window.NextOpen(now)
+		if p.Schedule.MaxAge > 0 && !created.IsZero() && created.Add(p.Schedule.MaxAge).Before(open) {
+			open = created.Add(p.Schedule.MaxAge)
+		}
+		return Decision{Reason: ReasonWindow, Message: fmt.Sprintf("due (%s), waiting for window %q", d.Message, p.Schedule.Window.Expr), At: open}
+	}
+	return d
+}
+
+func nextDue(p *policies.Policy, st PolicyState, created time.Time) Decision {
+	jit := Jitter(p.Name, st.Generation+1, p.Schedule.Jitter)
+	var best Decision
+	if p.Schedule.Every > 0 {
+		at := created.Add(p.Schedule.Every).Add(jit)
+		best = Decision{Reason: ReasonAge, Message: fmt.Sprintf("key created %s, every %s", created.Format(time.RFC3339), p.Schedule.Every), At: at}
+	}
+	if p.Schedule.Cron != nil {
+		at := p.Schedule.Cron.Next(created).Add(jit)
+		if best.At.IsZero() || at.Before(best.At) {
+			best = Decision{Reason: ReasonCron, Message: fmt.Sprintf("cron %q after key created %s", p.Schedule.CronExpr, created.Format(time.RFC3339)), At: at}
+		}
+	}
+	return best
+}
+
+func age(now, t time.Time) time.Duration { return now.Sub(t).Truncate(time.Second) }
+
+// Jitter spreads a policy's due time by a deterministic fraction of max,
+// derived from the policy name and generation, so that restarts do not move
+// it and policies with the same schedule do not all start at once.
+func Jitter(policy string, generation int64, max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", policy, generation)
+	return time.Duration(h.Sum64() % uint64(max))
+}
+
+// Backoff is the delay before the next attempt after failures consecutive
+// failures: base doubled per failure, capped, with "equal jitter" (half
+// fixed, half random: r in [0,1)).
+func Backoff(failures int, base, limit time.Duration, r float64) time.Duration {
+	if failures <= 0 {
+		return 0
+	}
+	d := base
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	return d/2 + time.Duration(r*float64(d/2))
+}
+
+// CapacityPlan is what the create step may do with the keys at the provider.
+type CapacityPlan struct {
+	// Old are the keys the new one replaces; revoked after commit.
+	Old []string
+	// DeleteFirst are keys this journal knows to be retired: provably
+	// rekey's and no longer served, deleted to make room.
+	DeleteFirst []string
+	// Unknown are keys nobody here created; left alone.
+	Unknown []plugin.KeyInfo
+}
+
+// PlanCapacity decides, from the keys listed at the provider, which keys a
+// new rotation replaces and whether the provider has room for another. A
+// key that rekey cannot prove is its own and retired is never deleted: if it
+// takes the room needed, the rotation is refused with a clear error.
+func PlanCapacity(keys []plugin.KeyInfo, maxKeys int, st PolicyState) (CapacityPlan, error) {
+	var plan CapacityPlan
+	retired := map[string]bool{}
+	for _, id := range st.Retired {
+		retired[id] = true
+	}
+	var remaining []plugin.KeyInfo
+	for _, k := range keys {
+		if retired[k.ID] {
+			plan.DeleteFirst = append(plan.DeleteFirst, k.ID)
+			continue
+		}
+		remaining = append(remaining, k)
+	}
+	for _, k := range remaining {
+		switch {
+		case st.CurrentKeyID != "" && k.ID == st.CurrentKeyID:
+			plan.Old = append(plan.Old, k.ID)
+		case st.CurrentKeyID == "" && len(remaining) == 1:
+			// The one key in use before rekey managed this credential.
+			plan.Old = append(plan.Old, k.ID)
+		default:
+			plan.Unknown = append(plan.Unknown, k)
+		}
+	}
+	if maxKeys > 0 && len(remaining)+1 > maxKeys {
+		var b strings.Builder
+		for i, k := range plan.Unknown {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s (%s, created %s)", secret.Mask(k.ID), k.Status, k.CreatedAt.Format(time.RFC3339))
+		}
+		return plan, fmt.Errorf("%w: the provider allows %d keys and holds %d; %d of them unknown to rekey's journal: %s. "+
+			"rekey never deletes a key it cannot prove is its own and unused: confirm the key is unused, delete it at the provider, then run rekey rotate again",
+			plugin.ErrLimit, maxKeys, len(keys), len(plan.Unknown), b.String())
+	}
+	return plan, nil
+}

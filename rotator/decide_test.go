@@ -1,0 +1,146 @@
+package rotator
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/policies"
+)
+
+func mustTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+type cronEvery struct{ d time.Duration }
+
+func (c cronEvery) Next(t time.Time) time.Time { return t.Truncate(c.d).Add(c.d) }
+
+func TestDecide(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	weekdays := &policies.Window{Expr: "Mon-Thu 09:00-16:00 Europe/Berlin", Days: [7]bool{false, true, true, true, true, false, false}, Start: 9 * time.Hour, End: 16 * time.Hour, Location: berlin}
+	created := mustTime("2026-01-01T10:00:00Z")
+	day := 24 * time.Hour
+	every30 := policies.Schedule{Every: 30 * day}
+	tests := []struct {
+		name   string
+		sched  policies.Schedule
+		st     PolicyState
+		facts  Facts
+		now    time.Time
+		due    bool
+		reason string
+		at     time.Time
+	}{
+		{"never rotated and no key known should be due now", every30, PolicyState{}, Facts{}, mustTime("2026-01-05T00:00:00Z"), true, ReasonNeverRotated, mustTime("2026-01-05T00:00:00Z")},
+		{"an adopted key younger than every should not be due", every30, PolicyState{}, Facts{ExistingKeyCreated: created}, mustTime("2026-01-05T00:00:00Z"), false, ReasonNotDue, created.Add(30 * day)},
+		{"a key older than every should be due", every30, PolicyState{CurrentKeyCreated: created}, Facts{}, created.Add(31 * day), true, ReasonAge, created.Add(30 * day)},
+		{"exactly at every should be due", every30, PolicyState{CurrentKeyCreated: created}, Facts{}, created.Add(30 * day), true, ReasonAge, created.Add(30 * day)},
+		{"cron earlier than every should win", policies.Schedule{Every: 30 * day, Cron: cronEvery{7 * day}, CronExpr: "weekly"}, PolicyState{CurrentKeyCreated: created}, Facts{}, created.Add(8 * day), true, ReasonCron, cronEvery{7 * day}.Next(created)},
+		{"due outside the window should wait for the window to open", policies.Schedule{Every: day, Window: weekdays}, PolicyState{CurrentKeyCreated: mustTime("2026-01-01T00:00:00Z")}, Facts{}, mustTime("2026-01-03T12:00:00Z") /* Saturday */, false, ReasonWindow, mustTime("2026-01-05T08:00:00Z") /* Monday 09:00 Berlin */},
+		{"due inside the window should be due", policies.Schedule{Every: day, Window: weekdays}, PolicyState{CurrentKeyCreated: mustTime("2026-01-01T00:00:00Z")}, Facts{}, mustTime("2026-01-05T10:00:00Z"), true, ReasonAge, mustTime("2026-01-02T00:00:00Z")},
+		{"a key over max_age should rotate even outside the window", policies.Schedule{Every: day, MaxAge: 2 * day, Window: weekdays}, PolicyState{CurrentKeyCreated: mustTime("2026-01-01T00:00:00Z")}, Facts{}, mustTime("2026-01-03T12:00:00Z"), true, ReasonMaxAge, mustTime("2026-01-03T00:00:00Z")},
+		{"backoff after failures should hold a due policy back", every30, PolicyState{CurrentKeyCreated: created, Failures: 2, NotBefore: created.Add(40 * day)}, Facts{}, created.Add(31 * day), false, ReasonBackoff, created.Add(40 * day)},
+		{"a stuck policy should never be due automatically", every30, PolicyState{CurrentKeyCreated: created, Stuck: true, Failures: 5}, Facts{}, created.Add(90 * day), false, ReasonStuck, time.Time{}},
+		{"a rotation in flight should be continued, not started", every30, PolicyState{Active: &Record{ID: "r1", Step: StepDrain}}, Facts{}, created, false, ReasonInFlight, created},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &policies.Policy{Name: "p", Schedule: tc.sched}
+			d := Decide(p, tc.st, tc.facts, tc.now)
+			if d.Due != tc.due || d.Reason != tc.reason || !d.At.Equal(tc.at) {
+				t.Fatalf("Decide = {due %v reason %s at %s: %s}, want {due %v reason %s at %s}", d.Due, d.Reason, d.At, d.Message, tc.due, tc.reason, tc.at)
+			}
+			if d.Message == "" && d.Reason != "" {
+				t.Fatal("decision without message")
+			}
+		})
+	}
+}
+
+func TestJitterIsDeterministicAndBounded(t *testing.T) {
+	for g := int64(1); g < 200; g++ {
+		j := Jitter("payments", g, time.Hour)
+		if j < 0 || j >= time.Hour {
+			t.Fatalf("jitter %s out of range", j)
+		}
+		if j != Jitter("payments", g, time.Hour) {
+			t.Fatal("jitter not deterministic")
+		}
+	}
+	if Jitter("a", 1, time.Hour) == Jitter("b", 1, time.Hour) && Jitter("a", 2, time.Hour) == Jitter("b", 2, time.Hour) {
+		t.Fatal("jitter does not spread policies")
+	}
+	if Jitter("a", 1, 0) != 0 {
+		t.Fatal("zero jitter")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	m := time.Minute
+	for _, tc := range []struct {
+		failures int
+		r        float64
+		want     time.Duration
+	}{
+		{0, 0.5, 0},
+		{1, 0, 30 * time.Second},
+		{1, 0.999999, 60*time.Second - 1},
+		{2, 0, m},
+		{3, 0.5, 3 * m},
+		{10, 0, 3 * time.Hour},
+		{100, 0, 3 * time.Hour},
+	} {
+		if got := Backoff(tc.failures, m, 6*time.Hour, tc.r); got.Round(time.Millisecond) != tc.want.Round(time.Millisecond) {
+			t.Errorf("Backoff(%d, r=%v) = %s, want %s", tc.failures, tc.r, got, tc.want)
+		}
+	}
+}
+
+func TestPlanCapacity(t *testing.T) {
+	k := func(id string) plugin.KeyInfo { return plugin.KeyInfo{ID: id, Status: plugin.KeyActive} }
+	tests := []struct {
+		name        string
+		keys        []plugin.KeyInfo
+		max         int
+		st          PolicyState
+		old, delete []string
+		errHas      string
+	}{
+		{"one pre-existing key should be adopted as the old key", []plugin.KeyInfo{k("AKIAOLD1")}, 2, PolicyState{}, []string{"AKIAOLD1"}, nil, ""},
+		{"no key at all should create without an old key", nil, 2, PolicyState{}, nil, nil, ""},
+		{"the journal's current key should be the old key", []plugin.KeyInfo{k("AKIACUR1")}, 2, PolicyState{CurrentKeyID: "AKIACUR1"}, []string{"AKIACUR1"}, nil, ""},
+		{"an unknown second key at the limit should be refused", []plugin.KeyInfo{k("AKIACUR1"), k("AKIASTRANGER")}, 2, PolicyState{CurrentKeyID: "AKIACUR1"}, nil, nil, "unknown to rekey"},
+		{"two pre-existing keys at the limit should be refused", []plugin.KeyInfo{k("AKIAAAA1"), k("AKIABBB2")}, 2, PolicyState{}, nil, nil, "2 of them unknown"},
+		{"a retired key should be deleted first to make room", []plugin.KeyInfo{k("AKIACUR1"), k("AKIARET1")}, 2, PolicyState{CurrentKeyID: "AKIACUR1", Retired: []string{"AKIARET1"}}, []string{"AKIACUR1"}, []string{"AKIARET1"}, ""},
+		{"an unknown key with room should be left alone", []plugin.KeyInfo{k("AKIACUR1"), k("AKIAX")}, 0, PolicyState{CurrentKeyID: "AKIACUR1"}, []string{"AKIACUR1"}, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			plan, err := PlanCapacity(tc.keys, tc.max, tc.st)
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("err = %v, want containing %q", err, tc.errHas)
+				}
+				if strings.Contains(err.Error(), "AKIASTRANGER") {
+					t.Fatal("error names an unmasked key id")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(plan.Old, ",") != strings.Join(tc.old, ",") || strings.Join(plan.DeleteFirst, ",") != strings.Join(tc.delete, ",") {
+				t.Fatalf("plan %+v, want old %v delete %v", plan, tc.old, tc.delete)
+			}
+		})
+	}
+}

@@ -1,0 +1,105 @@
+package rotator
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/rekeyhq/rekey/sinks"
+)
+
+// ErrLocked reports that another process holds the state directory.
+var ErrLocked = errors.New("state directory is locked by another rekey process")
+
+// Journal is the durable record of each policy's rotations. It holds key
+// ids, sink versions, steps and timestamps; never secret values. The
+// embedded bbolt store is the default back end; another (a distributed
+// store for several instances) must pass the same tests.
+type Journal interface {
+	// Get returns a policy's state; ok is false when the policy was never
+	// seen.
+	Get(ctx context.Context, policy string) (st PolicyState, ok bool, err error)
+	// Update reads a policy's state, lets fn change it and stores the
+	// result in one transaction. If fn returns an error nothing is stored.
+	Update(ctx context.Context, policy string, fn func(*PolicyState) error) (PolicyState, error)
+	// List returns the state of every policy in the journal.
+	List(ctx context.Context) ([]PolicyState, error)
+	// Close releases the store and its lock.
+	Close() error
+}
+
+// PolicyState is what the journal knows about one policy.
+type PolicyState struct {
+	Policy string `json:"policy"`
+	// Generation counts rotations started.
+	Generation int64 `json:"generation"`
+	// CurrentKeyID is the key the sinks serve since the last commit.
+	CurrentKeyID      string    `json:"current_key_id,omitempty"`
+	CurrentKeyCreated time.Time `json:"current_key_created,omitzero"`
+	// Retired are old keys whose rotation committed but whose deletion has
+	// not been confirmed; they are provably rekey's and no longer served.
+	Retired []string `json:"retired,omitempty"`
+
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastResult  string    `json:"last_result,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	// Failures counts consecutive failed attempts; reset on success.
+	Failures int `json:"failures,omitempty"`
+	// NotBefore holds back the next automatic attempt (failure backoff).
+	NotBefore time.Time `json:"not_before,omitzero"`
+	// Stuck stops automatic attempts until an operator rotates by hand.
+	Stuck bool `json:"stuck,omitempty"`
+
+	// Active is the rotation in flight, if any.
+	Active *Record `json:"active,omitempty"`
+	// History holds the last finished rotations, newest last.
+	History []Record `json:"history,omitempty"`
+}
+
+// Record is the journal entry of one rotation.
+type Record struct {
+	ID         string    `json:"id"`
+	Generation int64     `json:"generation"`
+	Manual     bool      `json:"manual,omitempty"`
+	Step       Step      `json:"step"`
+	StartedAt  time.Time `json:"started_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	// IntentAt is journaled before the provider is asked for a key, so
+	// that an orphan created by a crash can be recognised.
+	IntentAt      time.Time `json:"intent_at,omitzero"`
+	NewKeyID      string    `json:"new_key_id,omitempty"`
+	NewKeyCreated time.Time `json:"new_key_created,omitzero"`
+	// OldKeyIDs are the keys this rotation retires after commit.
+	OldKeyIDs []string `json:"old_key_ids,omitempty"`
+	// Sinks maps each sink location to its versions.
+	Sinks map[string]SinkRecord `json:"sinks,omitempty"`
+	// Promoted is set once any sink may serve the new key.
+	Promoted      bool      `json:"promoted,omitempty"`
+	CommittedAt   time.Time `json:"committed_at,omitzero"`
+	DeactivatedAt time.Time `json:"deactivated_at,omitzero"`
+	FinishedAt    time.Time `json:"finished_at,omitzero"`
+	// Result is set when the rotation ends: done, rolled_back or failed.
+	Result string `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// SinkRecord is the journaled state of one sink in one rotation.
+type SinkRecord struct {
+	// PrevRead is true once Prev holds the version read before any change.
+	PrevRead bool `json:"prev_read"`
+	sinks.State
+}
+
+// Committed reports whether the record passed the point of no return.
+func (r *Record) Committed() bool { return !r.CommittedAt.IsZero() }
+
+const historyLimit = 20
+
+func (s *PolicyState) finish(r Record) {
+	s.History = append(s.History, r)
+	if len(s.History) > historyLimit {
+		s.History = append([]Record(nil), s.History[len(s.History)-historyLimit:]...)
+	}
+	s.Active = nil
+}

@@ -1,0 +1,186 @@
+package rotator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rekeyhq/rekey/policies"
+	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/providers"
+	"github.com/rekeyhq/rekey/secret"
+)
+
+// PolicyStatus is what `rekey status` shows for one policy. Key ids are
+// masked; nothing here is secret.
+type PolicyStatus struct {
+	Policy      string    `json:"policy"`
+	Configured  bool      `json:"configured"`
+	CurrentKey  string    `json:"current_key,omitempty"`
+	KeyCreated  time.Time `json:"key_created,omitzero"`
+	KeyAgeSec   int64     `json:"key_age_seconds,omitempty"`
+	Generation  int64     `json:"generation"`
+	LastResult  string    `json:"last_result,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	Failures    int       `json:"failures,omitempty"`
+	Stuck       bool      `json:"stuck"`
+	NextDue     time.Time `json:"next_due,omitzero"`
+	NextReason  string    `json:"next_reason,omitempty"`
+	InFlight    *InFlight `json:"in_flight,omitempty"`
+}
+
+// InFlight describes a rotation that has not finished.
+type InFlight struct {
+	RotationID  string    `json:"rotation_id"`
+	Step        Step      `json:"step"`
+	StartedAt   time.Time `json:"started_at"`
+	NewKey      string    `json:"new_key,omitempty"`
+	CommittedAt time.Time `json:"committed_at,omitzero"`
+	// PendingRevocation are the old keys still to be revoked (masked).
+	PendingRevocation []string `json:"pending_revocation,omitempty"`
+	// RevokeNotBefore is the end of the grace period after commit.
+	RevokeNotBefore time.Time `json:"revoke_not_before,omitzero"`
+}
+
+// Status reports every policy from the journal alone (no provider calls).
+func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
+	states, err := e.States(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	out := make([]PolicyStatus, 0, len(states))
+	for _, st := range states {
+		ps := PolicyStatus{
+			Policy: st.Policy, Generation: st.Generation, LastResult: st.LastResult, LastError: st.LastError,
+			LastSuccess: st.LastSuccess, Failures: st.Failures, Stuck: st.Stuck,
+		}
+		if st.CurrentKeyID != "" {
+			ps.CurrentKey = secret.Mask(st.CurrentKeyID)
+			ps.KeyCreated = st.CurrentKeyCreated
+			ps.KeyAgeSec = int64(now.Sub(st.CurrentKeyCreated) / time.Second)
+		}
+		p, ok := e.Policy(st.Policy)
+		ps.Configured = ok
+		if ok {
+			d := Decide(p, st, Facts{}, now)
+			ps.NextDue, ps.NextReason = d.At, d.Message
+		}
+		if a := st.Active; a != nil {
+			in := &InFlight{RotationID: a.ID, Step: a.Step, StartedAt: a.StartedAt, CommittedAt: a.CommittedAt}
+			if a.NewKeyID != "" {
+				in.NewKey = secret.Mask(a.NewKeyID)
+			}
+			if a.Committed() {
+				for _, id := range a.OldKeyIDs {
+					in.PendingRevocation = append(in.PendingRevocation, secret.Mask(id))
+				}
+				if ok {
+					in.RevokeNotBefore = a.CommittedAt.Add(p.Revoke.After)
+				}
+			}
+			ps.InFlight = in
+		}
+		out = append(out, ps)
+	}
+	return out, nil
+}
+
+// PlanEntry is what `rekey plan` shows for one policy.
+type PlanEntry struct {
+	Policy   string   `json:"policy"`
+	Due      bool     `json:"due"`
+	Reason   string   `json:"reason"`
+	Message  string   `json:"message"`
+	At       string   `json:"at,omitempty"`
+	Steps    []string `json:"steps"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Plan says, for each named policy (all when names is empty), whether it is
+// due, why, and the steps a rotation would take. It asks providers that can
+// list keys about the keys they hold, and changes nothing.
+func (e *Engine) Plan(ctx context.Context, names []string) ([]PlanEntry, error) {
+	if len(names) == 0 {
+		names = e.PolicyNames()
+	}
+	var out []PlanEntry
+	for _, n := range names {
+		p, ok := e.Policy(n)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", ErrUnknownPolicy, n)
+		}
+		st, _, err := e.journal.Get(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		d := Decide(p, st, e.facts(ctx, p, st), e.now())
+		pe := PlanEntry{Policy: n, Due: d.Due, Reason: d.Reason, Message: d.Message, Steps: Steps(p)}
+		if !d.At.IsZero() {
+			pe.At = d.At.Format(time.RFC3339)
+		}
+		if l, ok := p.Provider.Provider.(providers.Lister); ok && st.Active == nil {
+			if keys, err := l.List(ctx); err != nil {
+				pe.Warnings = append(pe.Warnings, fmt.Sprintf("listing keys at the provider failed: %v", err))
+			} else {
+				maxKeys := 0
+				if c, ok := p.Provider.Provider.(providers.Capacity); ok {
+					maxKeys = c.MaxKeys()
+				}
+				if _, err := PlanCapacity(keys, maxKeys, st); err != nil {
+					pe.Warnings = append(pe.Warnings, err.Error())
+				}
+			}
+		}
+		out = append(out, pe)
+	}
+	return out, nil
+}
+
+// Steps describes the steps a rotation of p takes, in order.
+func Steps(p *policies.Policy) []string {
+	prov := p.Provider.Provider
+	var s []string
+	if _, ok := prov.(providers.Capacity); ok {
+		s = append(s, "check capacity at "+prov.Target())
+	}
+	s = append(s, "create a new key at "+prov.Target())
+	for _, sb := range p.Sinks {
+		s = append(s, "stage in "+sb.Sink.Location())
+	}
+	for _, pb := range p.Probes {
+		if pb.Target == probes.TargetKey {
+			s = append(s, fmt.Sprintf("test the new key with probe %s (up to %s, %d consecutive)", pb.Kind, pb.Timeout, max(pb.Successes, 1)))
+		}
+	}
+	for _, sb := range p.Sinks {
+		s = append(s, "promote in "+sb.Sink.Location()+" (check-and-set, read back)")
+	}
+	for _, rb := range p.Reloads {
+		s = append(s, "reload dependents with "+rb.Kind)
+	}
+	for _, pb := range p.Probes {
+		if pb.Target == probes.TargetDependent {
+			s = append(s, fmt.Sprintf("verify dependents with probe %s (up to %s, %d consecutive)", pb.Kind, pb.Timeout, max(pb.Successes, 1)))
+		}
+	}
+	if len(p.Probes) == 0 {
+		s = append(s, "no probes: rotate_blind = true (the new key is not checked)")
+	}
+	s = append(s, "commit: the new key is current")
+	drain := fmt.Sprintf("drain: wait %s after commit", p.Revoke.After)
+	if _, ok := prov.(providers.UsageReporter); ok && p.Revoke.WaitUnused {
+		drain += " and until the old key is unused"
+	}
+	s = append(s, drain)
+	if p.Revoke.Soak > 0 {
+		if _, ok := prov.(providers.Deactivator); ok {
+			s = append(s, fmt.Sprintf("deactivate the old key; soak %s with dependent probes (re-activate on failure)", p.Revoke.Soak))
+		} else {
+			s = append(s, fmt.Sprintf("soak %s with dependent probes (the provider cannot deactivate)", p.Revoke.Soak))
+		}
+	}
+	s = append(s, "revoke (delete) the old key")
+	return s
+}
