@@ -5,9 +5,13 @@ package standard
 
 import (
 	_ "github.com/rekeyhq/rekey/connections/aws"
+	_ "github.com/rekeyhq/rekey/connections/vault"
 	_ "github.com/rekeyhq/rekey/probes/awssts"
+	_ "github.com/rekeyhq/rekey/probes/vaultlogin"
 	_ "github.com/rekeyhq/rekey/providers/awsiam"
 	_ "github.com/rekeyhq/rekey/providers/exec"
 	_ "github.com/rekeyhq/rekey/providers/random"
+	_ "github.com/rekeyhq/rekey/providers/vaultapprole"
 	_ "github.com/rekeyhq/rekey/sinks/awssm"
+	_ "github.com/rekeyhq/rekey/sinks/vaultkv"
 )
