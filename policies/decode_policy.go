@@ -148,7 +148,7 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 		if ld.decodeString(a, f.ctx, &expr) {
 			sched, err := parseCron(expr)
 			if err != nil {
-				ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid cron expression", err.Error()))
+				ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid cron expression", sentence(err)))
 			} else {
 				s.Cron, s.CronExpr = sched, expr
 			}
@@ -164,7 +164,7 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 		if ld.decodeString(a, f.ctx, &expr) {
 			w, err := ParseWindow(expr)
 			if err != nil {
-				ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid window", upperFirst(err.Error())+"."))
+				ld.diags = append(ld.diags, errAt(a.Expr.Range(), "Invalid window", sentence(err)))
 			} else {
 				s.Window = w
 			}
@@ -555,7 +555,7 @@ func parseCron(expr string) (sched cron.Schedule, err error) {
 	}
 	sched, err = cronParser.Parse(expr)
 	if err != nil {
-		return nil, fmt.Errorf("%s. Use five fields (minute hour day-of-month month day-of-week, such as \"0 9 * * 1\") or a descriptor such as @daily, @weekly or @every 720h", upperFirst(err.Error()))
+		return nil, fmt.Errorf("%w; use five fields (minute hour day-of-month month day-of-week, such as \"0 9 * * 1\") or a descriptor such as @daily, @weekly or @every 720h", err)
 	}
 	if sched.Next(cronReference).IsZero() {
 		return nil, fmt.Errorf("the cron expression %q never fires", expr)
@@ -578,11 +578,18 @@ func checkListen(addr string) string {
 	return ""
 }
 
-func upperFirst(s string) string {
+// sentence renders an error as a diagnostic detail: capitalised, with a
+// full stop.
+func sentence(err error) string {
+	s := err.Error()
 	if s == "" {
 		return s
 	}
-	return strings.ToUpper(s[:1]) + s[1:]
+	s = strings.ToUpper(s[:1]) + s[1:]
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
 }
 
 // suggestingBody is handed to plugin factories in place of a block body

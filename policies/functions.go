@@ -24,11 +24,13 @@ const maxFileSize = 1 << 20
 // evaluated in: the functions env, file, upper, lower and trimspace, and no
 // variables (connection references such as vault.main are expressions that
 // plugins resolve themselves through plugin.Env.Connection).
-func evalContext(baseDir string, lookupEnv func(string) (string, bool)) *hcl.EvalContext {
+// Messages name files under shownDir, the directory as the operator wrote
+// it, rather than the absolute baseDir.
+func evalContext(baseDir, shownDir string, lookupEnv func(string) (string, bool)) *hcl.EvalContext {
 	return &hcl.EvalContext{
 		Functions: map[string]function.Function{
 			"env":       envFunc(lookupEnv),
-			"file":      fileFunc(baseDir),
+			"file":      fileFunc(baseDir, shownDir),
 			"upper":     stdlib.UpperFunc,
 			"lower":     stdlib.LowerFunc,
 			"trimspace": stdlib.TrimSpaceFunc,
@@ -58,7 +60,7 @@ func envFunc(lookupEnv func(string) (string, bool)) function.Function {
 	})
 }
 
-func fileFunc(baseDir string) function.Function {
+func fileFunc(baseDir, shownDir string) function.Function {
 	return function.New(&function.Spec{
 		Description: "Returns the content of a file, relative to the policy file's directory, without one trailing newline.",
 		Params:      []function.Parameter{{Name: "path", Type: cty.String}},
@@ -68,10 +70,12 @@ func fileFunc(baseDir string) function.Function {
 			if p == "" {
 				return cty.NilVal, function.NewArgErrorf(0, "the path is empty")
 			}
+			shown := p
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(baseDir, p)
+				shown = filepath.Join(shownDir, shown)
 			}
-			s, err := readSmallFile(p)
+			s, err := readSmallFile(p, shown)
 			if err != nil {
 				return cty.NilVal, function.NewArgError(0, err)
 			}
@@ -83,35 +87,35 @@ func fileFunc(baseDir string) function.Function {
 }
 
 // readSmallFile reads a regular file of at most maxFileSize bytes of UTF-8
-// text. Its errors name the path, never the content.
-func readSmallFile(p string) (string, error) {
+// text. Its errors name the file as shown, never the content.
+func readSmallFile(p, shown string) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("there is no file %s; create it or correct the path (relative paths are relative to the policy file's directory)", p)
+			return "", fmt.Errorf("there is no file %s; create it or correct the path (a relative path is relative to the directory of the policy file)", shown)
 		}
 		if errors.Is(err, fs.ErrPermission) {
-			return "", fmt.Errorf("cannot read %s: permission denied; let the user rekey runs as read it", p)
+			return "", fmt.Errorf("cannot read %s: permission denied; let the user rekey runs as read it", shown)
 		}
-		return "", fmt.Errorf("cannot read %s: %w", p, cause(err))
+		return "", fmt.Errorf("cannot read %s: %w", shown, cause(err))
 	}
 	defer func() { _ = f.Close() }()
 	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", p, cause(err))
+		return "", fmt.Errorf("cannot read %s: %w", shown, cause(err))
 	}
 	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", p)
+		return "", fmt.Errorf("%s is not a regular file", shown)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", p, cause(err))
+		return "", fmt.Errorf("cannot read %s: %w", shown, cause(err))
 	}
 	if len(b) > maxFileSize {
-		return "", fmt.Errorf("%s is larger than %d bytes; file() is meant for tokens, ids and certificates", p, maxFileSize)
+		return "", fmt.Errorf("%s is larger than %d bytes; file() is meant for tokens, ids and certificates", shown, maxFileSize)
 	}
 	if !utf8.Valid(b) {
-		return "", fmt.Errorf("%s is not UTF-8 text", p)
+		return "", fmt.Errorf("%s is not UTF-8 text", shown)
 	}
 	return string(b), nil
 }

@@ -206,7 +206,7 @@ func (l *Loader) load(srcs []source) (*Config, hcl.Diagnostics) {
 		if err != nil {
 			dir = filepath.Dir(s.name)
 		}
-		ld.files = append(ld.files, &file{name: s.name, body: body, dir: dir, ctx: evalContext(dir, lookup)})
+		ld.files = append(ld.files, &file{name: s.name, body: body, dir: dir, ctx: evalContext(dir, filepath.Dir(s.name), lookup)})
 		ld.cfg.Files = append(ld.cfg.Files, s.name)
 	}
 	// Syntax errors make everything after them guesswork, and a secret
@@ -214,6 +214,7 @@ func (l *Loader) load(srcs []source) (*Config, hcl.Diagnostics) {
 	if !ld.diags.HasErrors() {
 		ld.decode()
 	}
+	ld.dropCascades()
 	ld.sortDiagnostics()
 	if ld.diags.HasErrors() {
 		_ = ld.cfg.Connections.Close()
@@ -393,6 +394,37 @@ func (ld *loading) decodeConnections() {
 			}
 		}
 	}
+}
+
+// dropCascades removes gohcl's "value must be known" errors about an
+// expression that already has an error of its own (an env() of an unset
+// variable, a reference where none is allowed): they repeat it vaguely.
+func (ld *loading) dropCascades() {
+	region := func(d *hcl.Diagnostic) hcl.Range {
+		if d.Context != nil {
+			return hcl.RangeOver(*d.Context, *d.Subject)
+		}
+		return *d.Subject
+	}
+	var errored []hcl.Range
+	for _, d := range ld.diags {
+		if d.Severity == hcl.DiagError && d.Subject != nil && !isUnknownValueCascade(d) {
+			errored = append(errored, region(d))
+		}
+	}
+	ld.diags = slices.DeleteFunc(ld.diags, func(d *hcl.Diagnostic) bool {
+		if !isUnknownValueCascade(d) || d.Subject == nil {
+			return false
+		}
+		r := region(d)
+		return slices.ContainsFunc(errored, func(e hcl.Range) bool {
+			return e.Filename == r.Filename && e.Overlaps(r)
+		})
+	})
+}
+
+func isUnknownValueCascade(d *hcl.Diagnostic) bool {
+	return d.Summary == "Unsuitable value type" && strings.HasSuffix(d.Detail, "value must be known")
 }
 
 func (ld *loading) sortDiagnostics() {

@@ -1,0 +1,7 @@
+policy "payments" {
+  cron = "61 * * * *"
+
+  provider "test" { name = "payments" }
+  sink "test" { path = "/srv/payments.env" }
+  probe "test" {}
+}

@@ -1,0 +1,4 @@
+log {
+  level  = "warning"
+  format = "text"
+}

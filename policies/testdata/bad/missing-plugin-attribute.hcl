@@ -1,0 +1,7 @@
+policy "payments" {
+  every = "30d"
+
+  provider "test" {}
+  sink "test" { path = "/srv/payments.env" }
+  probe "test" {}
+}

@@ -1,0 +1,6 @@
+policy "payments" {
+  every = "30d"
+
+  sink "test" { path = "/srv/payments.env" }
+  probe "test" {}
+}

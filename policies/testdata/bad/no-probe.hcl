@@ -1,0 +1,6 @@
+policy "payments" {
+  every = "30d"
+
+  provider "test" { name = "payments" }
+  sink "test" { path = "/srv/payments.env" }
+}

@@ -1,0 +1,11 @@
+policy "payments" {
+  every = "30d"
+
+  provider "test" { name = "payments" }
+  sink "test" { path = "/srv/payments.env" }
+  probe "test" {}
+
+  notify "webhook" {
+    url = "https://hooks.internal/rekey"
+  }
+}

@@ -1,0 +1,4 @@
+testconn "main" {
+  address  = "https://db.internal"
+  password = "correct-horse-battery-staple"
+}

@@ -1,0 +1,9 @@
+state_dir = "/srv/rekey"
+
+policy "payments" {
+  every = "30d"
+
+  provider "test" { name = "payments" }
+  sink "test" { path = "/srv/payments.env" }
+  probe "test" {}
+}

@@ -1,0 +1,10 @@
+policy "payments" {
+  every = "30d"
+
+  provider "test" { name = "payments" }
+  sink "test" { path = "/srv/payments.env" }
+
+  probe "test" {
+    successes = 0
+  }
+}

@@ -1,0 +1,4 @@
+policy "broken" {
+  every = 
+  provider "test" { name = "x" }
+}

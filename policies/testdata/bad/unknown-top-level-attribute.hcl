@@ -1,0 +1,1 @@
+stat_dir = "/var/lib/rekey"

@@ -1,0 +1,3 @@
+polcy "payments" {
+  every = "30d"
+}
