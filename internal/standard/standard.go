@@ -11,8 +11,8 @@ import (
 	_ "github.com/rekeyhq/rekey/providers/awsiam"
 	_ "github.com/rekeyhq/rekey/providers/exec"
 	_ "github.com/rekeyhq/rekey/providers/random"
-	_ "github.com/rekeyhq/rekey/sinks/file"
 	_ "github.com/rekeyhq/rekey/providers/vaultapprole"
 	_ "github.com/rekeyhq/rekey/sinks/awssm"
+	_ "github.com/rekeyhq/rekey/sinks/file"
 	_ "github.com/rekeyhq/rekey/sinks/vaultkv"
 )
