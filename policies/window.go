@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	// Policies name IANA time zones; embed the database so that a minimal
@@ -64,13 +65,29 @@ func ParseWindow(s string) (*Window, error) {
 		if name == "Local" || name == "" {
 			return nil, fmt.Errorf("window %q: name the time zone explicitly, such as UTC or Europe/Berlin", s)
 		}
-		loc, err := time.LoadLocation(name)
+		loc, err := loadLocation(name)
 		if err != nil {
 			return nil, fmt.Errorf("window %q: unknown time zone %q; use an IANA name such as UTC, Europe/Berlin or America/New_York", s, name)
 		}
 		w.Location = loc
 	}
 	return w, nil
+}
+
+// locations caches time zones by name: loading one parses its tzdata, and
+// thousands of policies name the same few zones.
+var locations sync.Map
+
+func loadLocation(name string) (*time.Location, error) {
+	if l, ok := locations.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	locations.Store(name, l)
+	return l, nil
 }
 
 func parseDays(s string, days *[7]bool) error {
