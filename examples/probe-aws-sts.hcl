@@ -1,45 +1,41 @@
 # The aws_sts probe signs sts:GetCallerIdentity with the new key: it passes
 # when AWS accepts the key and, with expect_arn / expect_account, when the
-# key belongs to the expected user. It needs no IAM permission. Its
+# key belongs to the expected identity. It needs no IAM permission. Its
 # connection, if any, gives only the region and endpoint (here a VPC
 # endpoint for STS); it never lends the probe its credentials.
-aws "prod" {
+#
+# Here the key is an IAM user's in a partner account, made by a script
+# (through the exec provider) whose key fields are named like the
+# environment variables; the probe is told those names.
+aws "vpc" {
   region       = "eu-central-1"
   sts_endpoint = "https://vpce-0a1b2c3d4e5f67890-abcdefgh.sts.eu-central-1.vpce.amazonaws.com"
-
-  assume_role {
-    role_arn     = "arn:aws:iam::123456789012:role/rekey"
-    session_name = "rekey-payments"
-  }
 }
 
-policy "ci-deployer-aws" {
+policy "partner-upload-aws" {
   every = "14d"
 
-  provider "aws_iam" {
-    connection = aws.prod
-    user       = "ci-deployer"
+  provider "exec" {
+    create = ["/usr/local/libexec/rekey/partner-iam-key", "create"]
+    delete = ["/usr/local/libexec/rekey/partner-iam-key", "delete"]
+    target = "partner-iam:uploader"
   }
 
-  sink "aws_secretsmanager" {
-    connection = aws.prod
-    secret_id  = "ci/deployer"
-    fields = {
-      AWS_ACCESS_KEY_ID     = "access_key_id"
-      AWS_SECRET_ACCESS_KEY = "secret_access_key"
-    }
+  sink "file" {
+    path   = "/etc/uploader/aws.env"
+    format = "env"
+    mode   = "0600"
   }
 
-  # The sink renamed the fields; the probe is told the names it receives.
   probe "aws_sts" {
-    connection              = aws.prod
+    connection              = aws.vpc
     access_key_id_field     = "AWS_ACCESS_KEY_ID"
     secret_access_key_field = "AWS_SECRET_ACCESS_KEY"
-    expect_arn              = "arn:aws:iam::123456789012:user/ci-deployer"
-    expect_account          = "123456789012"
+    expect_arn              = "arn:aws:iam::210987654321:user/uploader"
+    expect_account          = "210987654321"
     timeout                 = "3m"
     interval                = "2s"
-    successes               = 2
+    successes               = 3
   }
 
   revoke {

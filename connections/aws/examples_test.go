@@ -10,7 +10,9 @@ import (
 	"github.com/rekeyhq/rekey/policies"
 	_ "github.com/rekeyhq/rekey/probes/awssts"
 	_ "github.com/rekeyhq/rekey/providers/awsiam"
+	_ "github.com/rekeyhq/rekey/providers/exec"
 	_ "github.com/rekeyhq/rekey/sinks/awssm"
+	_ "github.com/rekeyhq/rekey/sinks/file"
 )
 
 // TestExamples loads the AWS example policies with the real loader.
