@@ -2,6 +2,8 @@ package vault
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -134,10 +136,33 @@ func classify(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return err
 	}
+	if tlsErr := tlsVerification(err); tlsErr != "" {
+		return plugin.Permanent(fmt.Errorf("%w (%s)", err, tlsErr))
+	}
 	if Retryable(err) {
 		return err
 	}
 	return plugin.Permanent(err)
+}
+
+// tlsVerification returns advice when err is a failed verification of
+// Vault's certificate, which retrying cannot fix.
+func tlsVerification(err error) string {
+	var (
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+		cv *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.As(err, &he):
+		return "the certificate does not name this host: fix address or set tls_server_name"
+	case errors.As(err, &ua), errors.As(err, &cv):
+		return "the certificate is not signed by a trusted CA: set ca_file to the CA that signed Vault's certificate"
+	case errors.As(err, &ci):
+		return "the certificate is invalid or expired"
+	}
+	return ""
 }
 
 // Retryable reports whether err is a transient failure talking to Vault.

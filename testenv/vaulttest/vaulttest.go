@@ -15,6 +15,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,9 +53,21 @@ type Server struct {
 	// Dir is the server's temporary directory.
 	Dir string
 
+	// CACert is the CA certificate file of a server started with TLS.
+	CACert string
+
 	unsealKey string
 	proc      *process
 }
+
+// Option changes how Start runs the server.
+type Option func(*options)
+
+type options struct{ tls bool }
+
+// TLS serves https with a certificate signed by a CA generated for the
+// test (vault server -dev-tls); Server.CACert names the CA file.
+func TLS() Option { return func(o *options) { o.tls = true } }
 
 // Binary returns the vault binary named by REKEY_VAULT_BIN, or skips the
 // test (fails it when REKEY_TEST_REQUIRE_SERVERS=1) when there is none.
@@ -82,8 +96,12 @@ func unavailable(t testing.TB, msg string) {
 // Start starts a dev server for the test and stops it (its whole process
 // group) when the test ends. When the test fails, the tail of the server's
 // log is printed.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	bin := Binary(t)
 	dir := t.TempDir()
 	token := "root-" + randomHex(12)
@@ -101,11 +119,21 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("creating vault log: %v", err)
 	}
-	cmd := exec.Command(bin, "server", "-dev",
-		"-dev-root-token-id="+token,
+	args := []string{"server", "-dev",
+		"-dev-root-token-id=" + token,
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-no-store-token",
-	)
+	}
+	if o.tls {
+		certDir := filepath.Join(dir, "tls")
+		if err := os.Mkdir(certDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+certDir)
+		s.Addr = fmt.Sprintf("https://127.0.0.1:%d", port)
+		s.CACert = filepath.Join(certDir, "vault-ca.pem")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = []string{
 		"HOME=" + dir,
@@ -126,9 +154,19 @@ func Start(t testing.TB) *Server {
 		}
 	})
 
+	if o.tls {
+		if err := s.waitFile(s.CACert, 30*time.Second); err != nil {
+			t.Fatalf("vault did not write its CA: %v\n%s", err, tail(s.LogPath, 60))
+		}
+	}
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
 	cfg.MaxRetries = 0
+	if o.tls {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+			t.Fatalf("configuring TLS: %v", err)
+		}
+	}
 	s.Client, err = api.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("creating vault client: %v", err)
@@ -142,9 +180,33 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+func (s *Server) waitFile(path string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Size() > 0 {
+			return nil
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %v", path, err)
+		}
+		if s.proc.exited() {
+			return errors.New("vault exited")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (s *Server) waitHealthy(limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	hc := &http.Client{Timeout: time.Second}
+	if s.CACert != "" {
+		pem, err := os.ReadFile(s.CACert)
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
 	defer hc.CloseIdleConnections()
 	delay := 10 * time.Millisecond
 	for {
