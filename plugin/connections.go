@@ -62,3 +62,14 @@ func (c *Connections) Close() error {
 type Starter interface {
 	Start(ctx context.Context) error
 }
+
+// All returns every connection, in no particular order.
+func (c *Connections) All() []any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]any, 0, len(c.m))
+	for _, v := range c.m {
+		out = append(out, v)
+	}
+	return out
+}

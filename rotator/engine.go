@@ -61,7 +61,8 @@ type Engine struct {
 	live map[string]plugin.Key
 
 	obsMu     sync.RWMutex
-	observers []Observer
+	observers []observerEntry
+	obsSeq    int
 
 	wake     chan struct{}
 	lastLoop time.Time
@@ -96,8 +97,10 @@ func New(opts Options) (*Engine, error) {
 		policies:  map[string]*policies.Policy{},
 		locks:     map[string]*sync.Mutex{},
 		live:      map[string]plugin.Key{},
-		observers: append([]Observer(nil), opts.Observers...),
 		wake:      make(chan struct{}, 1),
+	}
+	for _, o := range opts.Observers {
+		e.AddObserver(o)
 	}
 	if opts.Failpoints != nil {
 		e.fp = &failpoints{action: opts.Failpoints, hits: map[string]int{}}
@@ -114,11 +117,29 @@ func New(opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// AddObserver registers an observer for every later event.
-func (e *Engine) AddObserver(o Observer) {
+type observerEntry struct {
+	id int
+	o  Observer
+}
+
+// AddObserver registers an observer for every later event; the returned
+// function removes it.
+func (e *Engine) AddObserver(o Observer) (remove func()) {
 	e.obsMu.Lock()
 	defer e.obsMu.Unlock()
-	e.observers = append(e.observers, o)
+	e.obsSeq++
+	id := e.obsSeq
+	e.observers = append(e.observers, observerEntry{id, o})
+	return func() {
+		e.obsMu.Lock()
+		defer e.obsMu.Unlock()
+		for i, en := range e.observers {
+			if en.id == id {
+				e.observers = append(e.observers[:i:i], e.observers[i+1:]...)
+				return
+			}
+		}
+	}
 }
 
 // SetPolicies replaces the policy set atomically. Rotations in flight
@@ -310,10 +331,10 @@ func (e *Engine) emit(ctx context.Context, ev Event) {
 		ev.Time = e.now()
 	}
 	e.obsMu.RLock()
-	obs := append([]Observer(nil), e.observers...)
+	obs := append([]observerEntry(nil), e.observers...)
 	e.obsMu.RUnlock()
-	for _, o := range obs {
-		o.Observe(ctx, ev)
+	for _, en := range obs {
+		en.o.Observe(ctx, ev)
 	}
 }
 

@@ -55,12 +55,11 @@ const MaxConcurrent = 8
 
 // Run is the daemon's scheduler: a timer queue keyed by each policy's next
 // due or wake time, not a poll of every policy. Policies run concurrently
-// (one rotation per policy at a time). Run returns when ctx is cancelled,
-// after the rotations in flight reached a safe point.
+// (one rotation per policy at a time). Call Reconcile first. Run returns
+// when ctx is cancelled, after the rotations in flight reached a safe
+// point: before commit they are rolled back, after commit they are parked
+// in the journal and resumed at the next start.
 func (e *Engine) Run(ctx context.Context) error {
-	if err := e.Reconcile(ctx); err != nil {
-		return err
-	}
 	q := &timerQueue{index: map[string]int{}}
 	for _, n := range e.PolicyNames() {
 		q.set(n, e.now())

@@ -1,0 +1,302 @@
+// Package control is the daemon's local control API: HTTP over a unix
+// socket in the state directory (0600, owned by the service user), used by
+// `rekey rotate`, `rekey status` and `rekey plan` while the daemon runs, so
+// that one engine owns the journal and its lock.
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rekeyhq/rekey/rotator"
+)
+
+// SocketName is the control socket's file name inside state_dir.
+const SocketName = "rekey.sock"
+
+// SocketPath returns the control socket path for a state directory.
+func SocketPath(stateDir string) string { return filepath.Join(stateDir, SocketName) }
+
+// RotateRequest asks the daemon to rotate policies now.
+type RotateRequest struct {
+	Policies  []string `json:"policies"`
+	All       bool     `json:"all"`
+	UntilDone bool     `json:"until_done"`
+}
+
+// Message is one line of a rotate response stream: an event, or the final
+// outcome of one policy.
+type Message struct {
+	Event   *rotator.Event `json:"event,omitempty"`
+	Outcome *Outcome       `json:"outcome,omitempty"`
+}
+
+// Outcome is a serialisable rotator.Outcome.
+type Outcome struct {
+	Policy     string `json:"policy"`
+	RotationID string `json:"rotation_id,omitempty"`
+	Step       string `json:"step"`
+	Result     string `json:"result"`
+	Error      string `json:"error,omitempty"`
+	Next       string `json:"next,omitempty"`
+}
+
+// FromOutcome converts an engine outcome.
+func FromOutcome(o rotator.Outcome, err error) Outcome {
+	out := Outcome{Policy: o.Policy, RotationID: o.RotationID, Step: string(o.Step), Result: o.Result}
+	if err == nil {
+		err = o.Err
+	}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	if !o.Next.IsZero() {
+		out.Next = o.Next.Format(time.RFC3339)
+	}
+	return out
+}
+
+// Server serves the control API for one engine.
+type Server struct {
+	Engine *rotator.Engine
+	srv    *http.Server
+}
+
+// Listen creates the socket (removing a stale one) with mode 0600.
+func Listen(path string) (net.Listener, error) {
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is in use: another rekey daemon is running", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("restricting control socket: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve answers requests on ln until ctx is cancelled.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/plan", s.plan)
+	mux.HandleFunc("POST /v1/rotate", s.rotate)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+		<-errc
+		return nil
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	st, err := s.Engine.Status(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
+	p, err := s.Engine.Plan(r.Context(), r.URL.Query()["policy"])
+	if err != nil {
+		code := http.StatusInternalServerError
+		if errors.Is(err, rotator.ErrUnknownPolicy) {
+			code = http.StatusNotFound
+		}
+		writeJSON(w, code, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
+	var req RotateRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
+		return
+	}
+	names := req.Policies
+	if req.All {
+		names = s.Engine.PolicyNames()
+	}
+	for _, n := range names {
+		if _, ok := s.Engine.Policy(n); !ok {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("%v: %q", rotator.ErrUnknownPolicy, n)})
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	stream := &lineWriter{w: w}
+	defer s.Engine.AddObserver(rotator.ObserverFunc(func(_ context.Context, e rotator.Event) {
+		for _, n := range names {
+			if e.Policy == n {
+				stream.send(Message{Event: &e})
+			}
+		}
+	}))()
+	for _, n := range names {
+		o, err := s.Engine.Rotate(r.Context(), n, rotator.RotateOptions{UntilDone: req.UntilDone})
+		out := FromOutcome(o, err)
+		if out.Policy == "" {
+			out.Policy = n
+		}
+		stream.send(Message{Outcome: &out})
+	}
+	stream.close()
+}
+
+// lineWriter writes NDJSON lines to a response until closed; events that
+// arrive after the request finished are dropped.
+type lineWriter struct {
+	mu     chan struct{}
+	w      http.ResponseWriter
+	closed bool
+}
+
+func (l *lineWriter) lock() {
+	if l.mu == nil {
+		l.mu = make(chan struct{}, 1)
+	}
+	l.mu <- struct{}{}
+}
+
+func (l *lineWriter) send(m Message) {
+	l.lock()
+	defer func() { <-l.mu }()
+	if l.closed {
+		return
+	}
+	b, _ := json.Marshal(m)
+	_, _ = l.w.Write(append(b, '\n'))
+	if f, ok := l.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (l *lineWriter) close() {
+	l.lock()
+	l.closed = true
+	<-l.mu
+}
+
+// Client talks to a running daemon.
+type Client struct {
+	http *http.Client
+}
+
+// Dial returns a client if a daemon answers on the socket, or nil.
+func Dial(stateDir string) *Client {
+	path := SocketPath(stateDir)
+	c, err := net.DialTimeout("unix", path, 500*time.Millisecond)
+	if err != nil {
+		return nil
+	}
+	c.Close()
+	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}}
+	return &Client{http: &http.Client{Transport: tr}}
+}
+
+func (c *Client) get(ctx context.Context, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://rekey"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("asking the daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("daemon: %s", e.Error)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// Status asks the daemon for every policy's status.
+func (c *Client) Status(ctx context.Context) ([]rotator.PolicyStatus, error) {
+	var out []rotator.PolicyStatus
+	return out, c.get(ctx, "/v1/status", &out)
+}
+
+// Plan asks the daemon for the plan of the named policies (all if none).
+func (c *Client) Plan(ctx context.Context, names []string) ([]rotator.PlanEntry, error) {
+	q := ""
+	for i, n := range names {
+		if i == 0 {
+			q = "?"
+		} else {
+			q += "&"
+		}
+		q += "policy=" + n
+	}
+	var out []rotator.PlanEntry
+	return out, c.get(ctx, "/v1/plan"+q, &out)
+}
+
+// Rotate asks the daemon to rotate and calls fn for each streamed message.
+func (c *Client) Rotate(ctx context.Context, req RotateRequest, fn func(Message)) error {
+	body, _ := json.Marshal(req)
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://rekey/v1/rotate", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(hreq)
+	if err != nil {
+		return fmt.Errorf("asking the daemon: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("daemon: %s", e.Error)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var m Message
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			return fmt.Errorf("decoding daemon reply: %w", err)
+		}
+		fn(m)
+	}
+	return sc.Err()
+}
