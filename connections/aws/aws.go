@@ -174,6 +174,7 @@ func (c *Conn) Config(ctx context.Context) (aws.Config, error) {
 func (c *Conn) load(ctx context.Context) (aws.Config, error) {
 	opts := []func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer { return c.Retryer(c.opts.MaxAttempts) }),
+		config.WithAppID("rekey"),
 	}
 	if c.opts.Region != "" {
 		opts = append(opts, config.WithRegion(c.opts.Region))
@@ -191,6 +192,9 @@ func (c *Conn) load(ctx context.Context) (aws.Config, error) {
 	if err != nil {
 		return aws.Config{}, err
 	}
+	// max_attempts wins over AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, which would
+	// otherwise wrap the retryer.
+	cfg.RetryMaxAttempts, cfg.RetryMode = 0, ""
 	if cfg.Region == "" {
 		return aws.Config{}, fmt.Errorf("no region: set region in the aws %q block or AWS_REGION", c.opts.Name)
 	}
