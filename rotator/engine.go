@@ -89,15 +89,15 @@ func New(opts Options) (*Engine, error) {
 		opts.RecheckInterval = time.Minute
 	}
 	e := &Engine{
-		opts:      opts,
-		journal:   opts.Journal,
-		log:       opts.Logger,
-		now:       opts.Now,
-		rnd:       opts.Rand,
-		policies:  map[string]*policies.Policy{},
-		locks:     map[string]*sync.Mutex{},
-		live:      map[string]plugin.Key{},
-		wake:      make(chan struct{}, 1),
+		opts:     opts,
+		journal:  opts.Journal,
+		log:      opts.Logger,
+		now:      opts.Now,
+		rnd:      opts.Rand,
+		policies: map[string]*policies.Policy{},
+		locks:    map[string]*sync.Mutex{},
+		live:     map[string]plugin.Key{},
+		wake:     make(chan struct{}, 1),
 	}
 	for _, o := range opts.Observers {
 		e.AddObserver(o)

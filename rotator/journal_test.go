@@ -28,7 +28,11 @@ func TestJournalBackends(t *testing.T) {
 			if _, ok, err := j.Get(ctx, "a"); ok || err != nil {
 				t.Fatalf("Get on empty journal = %v, %v", ok, err)
 			}
-			if _, err := j.Update(ctx, "a", func(st *PolicyState) error { st.Generation = 3; st.Active = &Record{ID: "r", Step: StepPromote}; return nil }); err != nil {
+			if _, err := j.Update(ctx, "a", func(st *PolicyState) error {
+				st.Generation = 3
+				st.Active = &Record{ID: "r", Step: StepPromote}
+				return nil
+			}); err != nil {
 				t.Fatal(err)
 			}
 			boom := errors.New("boom")
