@@ -78,7 +78,10 @@ type Probe struct {
 	status     []int
 	expectBody string
 	bodyRegex  *regexp.Regexp
-	client     *http.Client
+	caFile     string
+	timeout    time.Duration
+
+	followRedirects bool
 }
 
 var (
@@ -185,35 +188,48 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 		timeout = d
 	}
 
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
 	if cfg.CAFile != nil {
-		path := env.Path(*cfg.CAFile)
-		pem, err := os.ReadFile(path)
-		switch {
-		case err != nil:
-			errAt(at(cfg.CAFileRange), "Unreadable ca_file", fmt.Sprintf("Reading %s: %s.", path, err))
-		case !roots.AppendCertsFromPEM(pem):
-			errAt(at(cfg.CAFileRange), "Invalid ca_file", fmt.Sprintf("%s holds no PEM certificate.", path))
+		p.caFile = env.Path(*cfg.CAFile)
+		if pem, err := os.ReadFile(p.caFile); err == nil && !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			errAt(at(cfg.CAFileRange), "Invalid ca_file", fmt.Sprintf("%s holds no PEM certificate.", p.caFile))
 		}
 	}
 	if diags.HasErrors() {
 		return nil, diags
 	}
 
-	p.client = &http.Client{
-		Timeout: timeout,
+	p.timeout = timeout
+	p.followRedirects = cfg.FollowRedirects
+	return p, diags
+}
+
+// newClient returns the client for one check. The CA file is read at each
+// check, so that a renewed private CA is picked up without a reload.
+func (p *Probe) newClient() (*http.Client, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	if p.caFile != "" {
+		pem, err := os.ReadFile(p.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading ca_file: %w", err)
+		}
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", p.caFile)
+		}
+	}
+	return &http.Client{
+		Timeout: p.timeout,
 		Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
-			TLSHandshakeTimeout: timeout,
+			TLSHandshakeTimeout: p.timeout,
 			DisableKeepAlives:   true,
 			ForceAttemptHTTP2:   true,
 		},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if !cfg.FollowRedirects {
+			if !p.followRedirects {
 				return http.ErrUseLastResponse
 			}
 			if len(via) >= 10 {
@@ -224,8 +240,7 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 			}
 			return nil
 		},
-	}
-	return p, diags
+	}, nil
 }
 
 func parseTemplate(name, text string) (*template.Template, error) {
@@ -330,7 +345,12 @@ func (p *Probe) Check(ctx context.Context, key plugin.Key) error {
 		req.Header.Set(h.name, v)
 	}
 
-	resp, err := p.client.Do(req)
+	client, err := p.newClient()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", p.method, p.shown, err)
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

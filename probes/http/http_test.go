@@ -316,7 +316,6 @@ func TestConfigurationErrors(t *testing.T) {
 		{"url = \"https://x\"\nexpect_status = 200.5", "Invalid expect_status", 2},
 		{"url = \"https://x\"\nexpect_body = \"a\"\nexpect_body_regex = \"b\"", "Conflicting options", 3},
 		{"url = \"https://x\"\nexpect_body_regex = \"(\"", "Invalid expect_body_regex", 2},
-		{"url = \"https://x\"\nca_file = \"missing.pem\"", "Unreadable ca_file", 2},
 		{"url = \"https://x\"\nrequest_timeout = \"-1s\"", "Invalid request_timeout", 2},
 		{"url = \"https://x\"\ntimeout = \"1m\"", "Unsupported argument", 2},
 	}
@@ -334,5 +333,13 @@ func TestConfigurationErrors(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "notpem.pem"), []byte("hello"), 0o600)
 	if _, diags := decode(t, dir, "url = \"https://x\"\nca_file = \"notpem.pem\""); !diags.HasErrors() || diags[0].Summary != "Invalid ca_file" {
 		t.Errorf("not PEM: %v", diags)
+	}
+	// A CA file absent when the policy loads is read at each check.
+	p, diags := decode(t, dir, "url = \"https://127.0.0.1:1/\"\nca_file = \"later.pem\"")
+	if len(diags) != 0 {
+		t.Fatalf("missing ca_file at load: %v", diags)
+	}
+	if err := p.Check(context.Background(), newKey); err == nil || !strings.Contains(err.Error(), "reading ca_file") {
+		t.Errorf("missing ca_file at check: %v", err)
 	}
 }

@@ -113,19 +113,22 @@ func newSink(env *plugin.Env, body hcl.Body) (*Sink, hcl.Diagnostics) {
 		case m&0o400 == 0:
 			add(hcl.DiagError, cfg.ModeRange, "Mode hides the file from its owner", fmt.Sprintf("Mode %04o does not let the owner read the file; rekey reads it back after writing. Include 0400.", m))
 		default:
-			if m&0o044 != 0 {
-				add(hcl.DiagWarning, cfg.ModeRange, "Mode lets others read the secret", fmt.Sprintf("Mode %04o lets the group or other users read the file. Prefer \"0600\" with owner set to the dependent's user; if a group must read it, set group and keep others out (\"0640\").", m))
+			switch {
+			case m&0o004 != 0:
+				add(hcl.DiagWarning, cfg.ModeRange, "Mode lets every user read the secret", fmt.Sprintf("Mode %04o lets all users of the machine read the file. Use \"0600\" with owner set to the dependent's user, or \"0640\" with group set to a group of readers.", m))
+			case m&0o040 != 0 && cfg.Group == nil:
+				add(hcl.DiagWarning, cfg.ModeRange, "Mode lets a group read the secret", fmt.Sprintf("Mode %04o lets the file's group read it, but group is not set, so that group is whatever the existing file or rekey's user has. Set group to the readers' group, or use \"0600\".", m))
 			}
 			s.mode = uint32(m)
 		}
 	}
 	if cfg.Owner != nil {
 		s.owner = *cfg.Owner
-		diags = append(diags, checkAccount("owner", s.owner, at(cfg.OwnerRange), lookupUser)...)
+		diags = append(diags, checkAccount("owner", s.owner, at(cfg.OwnerRange))...)
 	}
 	if cfg.Group != nil {
 		s.group = *cfg.Group
-		diags = append(diags, checkAccount("group", s.group, at(cfg.GroupRange), lookupGroup)...)
+		diags = append(diags, checkAccount("group", s.group, at(cfg.GroupRange))...)
 	}
 	if diags.HasErrors() {
 		return nil, diags
@@ -133,18 +136,15 @@ func newSink(env *plugin.Env, body hcl.Body) (*Sink, hcl.Diagnostics) {
 	return s, diags
 }
 
-// checkAccount validates an owner or group option. A name unknown on
-// this machine is a warning only: it is resolved again at each write, so
-// a policy can be validated on a machine without the account.
-func checkAccount(attr, name string, r *hcl.Range, lookup func(string) (int, error)) hcl.Diagnostics {
+// checkAccount validates an owner or group option. Names are resolved at
+// each write, not here, so that a policy validates on a machine (CI, a
+// laptop) that lacks the account.
+func checkAccount(attr, name string, r *hcl.Range) hcl.Diagnostics {
 	if name == "" {
 		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Empty " + attr, Detail: fmt.Sprintf("%s is a name or a numeric id; leave it out to keep the existing file's %s.", attr, attr), Subject: r}}
 	}
 	if !ownershipSupported {
 		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Unsupported " + attr, Detail: fmt.Sprintf("%s is not supported on this operating system; set permissions on the directory instead.", attr), Subject: r}}
-	}
-	if _, err := lookup(name); err != nil {
-		return hcl.Diagnostics{{Severity: hcl.DiagWarning, Summary: "Unknown " + attr, Detail: fmt.Sprintf("%s %q is not known on this machine (%s); writes fail until it exists.", attr, name, err), Subject: r}}
 	}
 	return nil
 }

@@ -196,7 +196,13 @@ func TestModes(t *testing.T) {
 
 	s, diags := decode(t, dir, "path = \"grp\"\nformat = \"raw\"\nmode = \"0640\"")
 	if diags.HasErrors() || len(diags) != 1 || diags[0].Severity != hcl.DiagWarning {
-		t.Fatalf("0640: want one warning, got %v", diags)
+		t.Fatalf("0640 without group: want one warning, got %v", diags)
+	}
+	if _, diags := decode(t, dir, "path = \"grp\"\nformat = \"raw\"\nmode = \"0640\"\ngroup = \"0\""); len(diags) != 0 {
+		t.Fatalf("0640 with group: want no warning, got %v", diags)
+	}
+	if _, diags := decode(t, dir, "path = \"grp\"\nformat = \"raw\"\nmode = \"0644\"\ngroup = \"0\""); diags.HasErrors() || len(diags) != 1 || diags[0].Severity != hcl.DiagWarning {
+		t.Fatalf("0644: want one warning, got %v", diags)
 	}
 	promote(t, s, rot("r1"), key("k", "v", "x"))
 	if m := perm(t, filepath.Join(dir, "grp")); m != 0o640 {
@@ -236,8 +242,13 @@ func TestConfigurationErrors(t *testing.T) {
 			t.Errorf("%q: %q at %v, want %q at line %d", c.src, d.Summary, d.Subject, c.summary, c.line)
 		}
 	}
-	if _, diags := decode(t, t.TempDir(), "path = \"x\"\nformat = \"raw\"\nowner = \"no-such-user-rekey\""); diags.HasErrors() || len(diags) != 1 {
-		t.Errorf("unknown owner: want a warning, got %v", diags)
+	s, diags := decode(t, t.TempDir(), "path = \"x\"\nformat = \"raw\"\nowner = \"no-such-user-rekey\"")
+	if len(diags) != 0 {
+		t.Fatalf("unknown owner: want no diagnostic (resolved at write time), got %v", diags)
+	}
+	_, err := s.Promote(context.Background(), rot("r1"), key("k", "v", canary), sinks.State{})
+	if err == nil || !plugin.IsPermanent(err) || !strings.Contains(err.Error(), "no-such-user-rekey") || strings.Contains(err.Error(), canary) {
+		t.Fatalf("unknown owner at write time: %v", err)
 	}
 }
 
