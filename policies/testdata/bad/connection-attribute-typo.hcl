@@ -1,0 +1,3 @@
+testconn "main" {
+  adress = "https://vault.internal:8200"
+}

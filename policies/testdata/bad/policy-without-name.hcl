@@ -1,0 +1,3 @@
+policy {
+  every = "30d"
+}

@@ -1,0 +1,3 @@
+tsetconn "main" {
+  address = "https://vault.internal:8200"
+}
