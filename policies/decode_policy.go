@@ -550,12 +550,15 @@ func parseCron(expr string) (sched cron.Schedule, err error) {
 			sched, err = nil, fmt.Errorf("the cron expression %q is not valid", expr)
 		}
 	}()
+	if strings.HasPrefix(expr, "@every") {
+		return nil, fmt.Errorf("write every = %q instead of cron = %q: every counts from the key's creation and accepts d and w units", strings.TrimSpace(strings.TrimPrefix(expr, "@every")), expr)
+	}
 	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
 		return nil, fmt.Errorf("time zones are not supported in cron expressions (%q); cron times are UTC, use a window to restrict local hours", expr)
 	}
 	sched, err = cronParser.Parse(expr)
 	if err != nil {
-		return nil, fmt.Errorf("%w; use five fields (minute hour day-of-month month day-of-week, such as \"0 9 * * 1\") or a descriptor such as @daily, @weekly or @every 720h", err)
+		return nil, fmt.Errorf("%w; use five fields (minute hour day-of-month month day-of-week, such as \"0 9 * * 1\") or a descriptor such as @daily or @weekly", err)
 	}
 	if sched.Next(cronReference).IsZero() {
 		return nil, fmt.Errorf("the cron expression %q never fires", expr)

@@ -29,7 +29,7 @@ var secretPatterns = []struct {
 
 // secretNameSuffixes are attribute names (or endings of names) whose
 // literal value would be a secret.
-var secretNameSuffixes = []string{"password", "passphrase", "secret", "token", "secret_id", "secret_access_key", "api_key", "private_key"}
+var secretNameSuffixes = []string{"password", "passphrase", "secret", "token", "secret_id", "secret_access_key", "api_key", "private_key", "authorization"}
 
 // secretNameExempt lists attributes whose name matches a secret name but
 // which hold a name, not a secret: "BLOCKTYPE KIND ATTRIBUTE".
@@ -108,22 +108,28 @@ func (s *secretScan) body(b *hclsyntax.Body, blockType, kind string) {
 	}
 }
 
-func (s *secretScan) attribute(attr *hclsyntax.Attribute, blockType, kind string) {
-	var (
-		literals   []*hclsyntax.LiteralValueExpr
-		indirect   bool
-		hit        *hcl.Range
-		what       string
-		nonEmpties int
-	)
-	hclsyntax.VisitAll(attr.Expr, func(n hclsyntax.Node) hcl.Diagnostics {
+// literalScan is what an expression holds in literals.
+type literalScan struct {
+	literals []*hclsyntax.LiteralValueExpr
+	nonEmpty int
+	// indirect is true when the expression calls env() or file(), or
+	// refers to something, rather than giving the value itself.
+	indirect bool
+	// hit is the first literal that looks like a credential.
+	hit  *hcl.Range
+	what string
+}
+
+func scanLiterals(expr hclsyntax.Expression) literalScan {
+	var r literalScan
+	hclsyntax.VisitAll(expr, func(n hclsyntax.Node) hcl.Diagnostics {
 		switch e := n.(type) {
 		case *hclsyntax.FunctionCallExpr:
 			if e.Name == "env" || e.Name == "file" {
-				indirect = true
+				r.indirect = true
 			}
 		case *hclsyntax.ScopeTraversalExpr, *hclsyntax.RelativeTraversalExpr:
-			indirect = true
+			r.indirect = true
 		case *hclsyntax.LiteralValueExpr:
 			v := e.Val
 			if !v.IsKnown() || v.IsNull() {
@@ -131,41 +137,77 @@ func (s *secretScan) attribute(attr *hclsyntax.Attribute, blockType, kind string
 			}
 			switch v.Type() {
 			case cty.String:
-				literals = append(literals, e)
+				r.literals = append(r.literals, e)
 				if v.AsString() != "" {
-					nonEmpties++
+					r.nonEmpty++
 				}
-				if hit == nil {
+				if r.hit == nil {
 					if w, ok := matchSecret(v.AsString()); ok {
-						r := e.SrcRange
-						hit, what = &r, w
+						rng := e.SrcRange
+						r.hit, r.what = &rng, w
 					}
 				}
 			case cty.Number:
-				literals = append(literals, e)
-				nonEmpties++
+				r.literals = append(r.literals, e)
+				r.nonEmpty++
 			}
 		}
 		return nil
 	})
-	if hit == nil {
-		if !isSecretName(attr.Name) || indirect || nonEmpties == 0 || secretNameExempt[blockType+" "+kind+" "+attr.Name] {
-			return
-		}
+	return r
+}
+
+// literalValue reports whether an expression gives a non-empty value
+// written out in the file.
+func (r literalScan) literalValue() bool { return !r.indirect && r.nonEmpty > 0 }
+
+func (s *secretScan) attribute(attr *hclsyntax.Attribute, blockType, kind string) {
+	all := scanLiterals(attr.Expr)
+	var (
+		hit    = all.hit
+		detail string
+	)
+	switch {
+	case hit != nil:
+		detail = fmt.Sprintf("The value of %q looks like %s.", attr.Name, all.what)
+	case isSecretName(attr.Name) && all.literalValue() && !secretNameExempt[blockType+" "+kind+" "+attr.Name]:
 		r := attr.Expr.Range()
 		hit = &r
+		detail = fmt.Sprintf("%q holds a secret, so its value must not be written here.", attr.Name)
+	case attr.Name != "fields":
+		// Maps such as env = { API_TOKEN = "..." } or headers; fields maps
+		// names to key field names, which are not secrets.
+		hclsyntax.VisitAll(attr.Expr, func(n hclsyntax.Node) hcl.Diagnostics {
+			obj, ok := n.(*hclsyntax.ObjectConsExpr)
+			if !ok || hit != nil {
+				return nil
+			}
+			for _, item := range obj.Items {
+				k, diags := item.KeyExpr.Value(nil)
+				if diags.HasErrors() || !k.IsKnown() || k.IsNull() || k.Type() != cty.String {
+					continue
+				}
+				name := strings.ReplaceAll(k.AsString(), "-", "_")
+				if isSecretName(name) && scanLiterals(item.ValueExpr).literalValue() {
+					r := item.ValueExpr.Range()
+					hit = &r
+					detail = fmt.Sprintf("%q in %q holds a secret, so its value must not be written here.", k.AsString(), attr.Name)
+					return nil
+				}
+			}
+			return nil
+		})
 	}
-	for _, l := range literals {
+	if hit == nil {
+		return
+	}
+	for _, l := range all.literals {
 		s.mask = append(s.mask, l.SrcRange)
-	}
-	detail := fmt.Sprintf("The value of %q looks like %s. %s", attr.Name, what, secretAdvice)
-	if what == "" {
-		detail = fmt.Sprintf("%q holds a secret, so its value must not be written here. %s", attr.Name, secretAdvice)
 	}
 	s.diags = append(s.diags, &hcl.Diagnostic{
 		Severity: hcl.DiagError,
 		Summary:  "Secret value in policy file",
-		Detail:   detail,
+		Detail:   detail + " " + secretAdvice,
 		Subject:  hit,
 	})
 }

@@ -21,6 +21,8 @@ func TestSecretLiteralsNeverShown(t *testing.T) {
 		"MIIBOgIBAAJBAKj34GkxCANARY",
 		"s3cr3t-canary-api-key",
 		"canary-client-secret",
+		"canary-env-map-token",
+		"Bearer canary-header",
 	}
 	src := `
 testconn "main" {
@@ -61,6 +63,11 @@ testconn "fourth" {
   address = "https://x"
   x_api_key = "s3cr3t-canary-api-key"
 }
+testconn "fifth" {
+  address = "https://x"
+  env = { PATH = "/usr/bin", SERVICE_API_TOKEN = "canary-env-map-token" }
+  headers = { "Authorization" = "Bearer canary-header" }
+}
 `
 	l := NewLoader()
 	cfg, diags := l.LoadSources(map[string][]byte{"a.hcl": []byte(src), "b.hcl": []byte(src2)})
@@ -76,8 +83,8 @@ testconn "fourth" {
 			}
 		}
 	}
-	if n != 6 { // one per attribute: tags holds three
-		t.Errorf("%d secret diagnostics, want 6:\n%s", n, render(t, l.Files(), diags))
+	if n != 8 { // one per attribute: tags holds three
+		t.Errorf("%d secret diagnostics, want 8:\n%s", n, render(t, l.Files(), diags))
 	}
 	text := render(t, l.Files(), diags)
 	js, err := DiagnosticsJSON(l.Files(), diags)
@@ -117,6 +124,9 @@ policy "p" {
     note          = "AKIA is the prefix of access key ids; hvs. of Vault tokens"
     arn           = "arn:aws:iam::123456789012:user/svc-payments"
     host          = "hosts.example.internal.corp.abcdefghijklmnopqrstuvwxyz"
+    env           = { PATH = "/usr/bin", API_TOKEN = env("API_TOKEN"), "db-password" = file("pw") }
+    headers       = { Authorization = env("AUTH_HEADER") }
+    cron          = "@every 720h"
   }
 }
 `
