@@ -167,8 +167,11 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 	for k, v := range p.metadata {
 		md[k] = v
 	}
-	md[MetaRotationID] = rot.ID
-	md[MetaPolicy] = rot.Policy
+	for k, v := range map[string]string{MetaRotationID: rot.ID, MetaPolicy: rot.Policy} {
+		if v != "" {
+			md[k] = v
+		}
+	}
 	mdJSON, err := json.Marshal(md)
 	if err != nil {
 		return plugin.Key{}, plugin.Permanent(fmt.Errorf("encoding metadata: %w", err))

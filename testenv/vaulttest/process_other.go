@@ -31,6 +31,8 @@ func (p *process) exited() bool {
 }
 
 func (p *process) kill() {
-	_ = p.cmd.Process.Kill()
+	if !p.exited() {
+		_ = p.cmd.Process.Kill()
+	}
 	<-p.done
 }

@@ -58,6 +58,17 @@ type Server struct {
 
 	unsealKey string
 	proc      *process
+	closeIdle func()
+}
+
+// Stop kills the server (its whole process group) and waits for it to
+// exit. Start arranges it at the end of the test; calling it earlier, or
+// twice, is fine.
+func (s *Server) Stop() {
+	if s.closeIdle != nil {
+		s.closeIdle()
+	}
+	s.proc.kill()
 }
 
 // Option changes how Start runs the server.
@@ -148,7 +159,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		t.Fatalf("starting vault: %v", err)
 	}
 	t.Cleanup(func() {
-		s.proc.kill()
+		s.Stop()
 		if t.Failed() {
 			t.Logf("vault server log (%s):\n%s", s.LogPath, tail(s.LogPath, 60))
 		}
@@ -172,7 +183,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 		t.Fatalf("creating vault client: %v", err)
 	}
 	s.Client.SetToken(token)
-	t.Cleanup(func() { cfg.HttpClient.CloseIdleConnections() })
+	s.closeIdle = cfg.HttpClient.CloseIdleConnections
 
 	if err := s.waitHealthy(30 * time.Second); err != nil {
 		t.Fatalf("vault did not become healthy: %v\n%s", err, tail(s.LogPath, 60))
