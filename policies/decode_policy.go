@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/robfig/cron/v3"
 
+	"github.com/rekeyhq/rekey/notifiers"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
 	"github.com/rekeyhq/rekey/providers"
@@ -214,7 +215,7 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 			revoke = b
 			ld.decodeRevoke(p, b, f, at)
 		case "notify":
-			ld.diags = append(ld.diags, decodeNotify(b))
+			ld.decodeNotify(p, b, f)
 		}
 	}
 	if provider == nil {
@@ -240,10 +241,25 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 	return p
 }
 
-// decodeNotify is where notify blocks will be decoded once the notifier
-// family exists; until then they are refused rather than ignored.
-func decodeNotify(b *hcl.Block) *hcl.Diagnostic {
-	return errAt(b.DefRange, "Unsupported block type", "notify blocks are not supported yet; remove the block and watch the rekey_policy_* metrics or the event log instead.")
+func (ld *loading) decodeNotify(p *Policy, b *hcl.Block, f *file) {
+	factory, ok := lookupKind(ld, notifiers.Registry, b)
+	if !ok {
+		return
+	}
+	content, remain, diags := b.Body.PartialContent(notifiers.CommonSchema)
+	ld.diags = append(ld.diags, diags...)
+	on, diags := notifiers.DecodeFilter(content.Attributes["on"], f.ctx)
+	ld.diags = append(ld.diags, diags...)
+	n, diags := factory(ld.env(p, b, f), suggestingBody{remain, notifiers.CommonSchema})
+	ld.diags = append(ld.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	if n == nil {
+		ld.diags = append(ld.diags, pluginReturnedNil(b))
+		return
+	}
+	p.Notify = append(p.Notify, NotifyBlock{Kind: b.Labels[0], DefRange: b.DefRange, On: on, Notifier: n})
 }
 
 func hasBlock(blocks hcl.Blocks, typ string) bool {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/rekeyhq/rekey/notifiers"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
 	"github.com/rekeyhq/rekey/providers"
@@ -23,6 +24,7 @@ func init() {
 	probes.Register("test", newTestProbe)
 	probes.Register("test_key", newTestKeyProbe)
 	reloaders.Register("test", newTestReloader)
+	notifiers.Register("test", newTestNotifier)
 }
 
 type testConn struct {
@@ -160,3 +162,19 @@ func newTestReloader(env *plugin.Env, body hcl.Body) (reloaders.Reloader, hcl.Di
 }
 
 func (r *testReloader) Reload(context.Context, plugin.Rotation, plugin.Key) error { return nil }
+
+type testNotifier struct{ url string }
+
+var _ notifiers.Notifier = (*testNotifier)(nil)
+
+func newTestNotifier(env *plugin.Env, body hcl.Body) (notifiers.Notifier, hcl.Diagnostics) {
+	var cfg struct {
+		URL string `hcl:"url"`
+	}
+	if diags := env.Decode(body, &cfg); diags.HasErrors() {
+		return nil, diags
+	}
+	return &testNotifier{url: cfg.URL}, nil
+}
+
+func (n *testNotifier) Notify(context.Context, notifiers.Message) error { return nil }

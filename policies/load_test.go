@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/rekeyhq/rekey/notifiers"
 	"github.com/rekeyhq/rekey/probes"
 )
 
@@ -124,6 +125,11 @@ func TestLoadGoodDirectory(t *testing.T) {
 	}
 	if p.Probes[0].Target != probes.TargetKey {
 		t.Errorf("explicit target = %q", p.Probes[0].Target)
+	}
+	if len(p.Notify) != 2 || p.Notify[0].Kind != "test" || p.Notify[0].Notifier.(*testNotifier).url != "https://hooks.internal/rekey" ||
+		strings.Join(p.Notify[0].On.Events(), ",") != "failure,stuck,success" ||
+		strings.Join(p.Notify[1].On.Events(), ",") != strings.Join(notifiers.DefaultEvents, ",") {
+		t.Errorf("notify = %+v", p.Notify)
 	}
 
 	p = cfg.Policies[2]

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/rekeyhq/rekey/notifiers"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
 	"github.com/rekeyhq/rekey/providers"
@@ -57,6 +58,8 @@ type Policy struct {
 	Probes   []ProbeBlock
 	Reloads  []ReloadBlock
 	Revoke   Revoke
+	// Notify are the policy's notifiers, in file order.
+	Notify []NotifyBlock
 
 	// RotateBlind is true when the policy explicitly accepts rotating with
 	// no probe (`rotate_blind = true`); validate warns about it.
@@ -148,6 +151,15 @@ type ReloadBlock struct {
 	// Timeout bounds one run of the hook (default 1m).
 	Timeout  time.Duration
 	Reloader reloaders.Reloader
+}
+
+// NotifyBlock is one of a policy's notifiers with the events it wants.
+type NotifyBlock struct {
+	Kind     string
+	DefRange hcl.Range
+	// On selects the events sent (default notifiers.DefaultEvents).
+	On       notifiers.Filter
+	Notifier notifiers.Notifier
 }
 
 // Revoke holds the rules for retiring the old key after commit.

@@ -138,7 +138,7 @@ func scanLiterals(expr hclsyntax.Expression) literalScan {
 			switch v.Type() {
 			case cty.String:
 				r.literals = append(r.literals, e)
-				if v.AsString() != "" {
+				if str := v.AsString(); str != "" && !isTemplate(str) {
 					r.nonEmpty++
 				}
 				if r.hit == nil {
@@ -155,6 +155,14 @@ func scanLiterals(expr hclsyntax.Expression) literalScan {
 		return nil
 	})
 	return r
+}
+
+// isTemplate reports whether s holds a Go template action such as
+// "{{ .Key.api_key }}": a plugin fills it in with the rotated key at run
+// time, so it is a reference, not a secret.
+func isTemplate(s string) bool {
+	i := strings.Index(s, "{{")
+	return i >= 0 && strings.Contains(s[i:], "}}")
 }
 
 // literalValue reports whether an expression gives a non-empty value

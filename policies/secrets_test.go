@@ -125,7 +125,8 @@ policy "p" {
     arn           = "arn:aws:iam::123456789012:user/svc-payments"
     host          = "hosts.example.internal.corp.abcdefghijklmnopqrstuvwxyz"
     env           = { PATH = "/usr/bin", API_TOKEN = env("API_TOKEN"), "db-password" = file("pw") }
-    headers       = { Authorization = env("AUTH_HEADER") }
+    headers       = { Authorization = env("AUTH_HEADER"), X-Api-Key = "{{ .Key.api_key }}" }
+    password      = "{{ .Fields.password }}"
     cron          = "@every 720h"
   }
 }

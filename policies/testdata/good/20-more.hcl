@@ -12,6 +12,15 @@ policy "db.reports_ro" {
   probe "test" {
     target = "key"
   }
+
+  notify "test" {
+    url = "https://hooks.internal/rekey"
+    on  = ["failure", "stuck", "success"]
+  }
+
+  notify "test" {
+    url = "https://hooks.internal/all"
+  }
 }
 
 policy "blind" {
