@@ -226,6 +226,8 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 	l := e.policyLock(name)
 	l.Lock()
 	defer l.Unlock()
+	// The scheduler (if running) must learn the rotation's next wake time.
+	defer e.Trigger()
 	if _, err := e.journal.Update(ctx, name, func(st *PolicyState) error {
 		st.Stuck = false
 		st.NotBefore = time.Time{}

@@ -122,6 +122,33 @@ func (a *app) openLocal(cfg *policies.Config, log zerolog.Logger, readOnly bool)
 	return &local{cfg: cfg, engine: e, close: func() { j.Close(); cfg.Connections.Close() }}, nil
 }
 
+// dial returns a client of the running daemon. When no daemon answers but
+// the journal is locked (a daemon starting up), it waits a few seconds for
+// the control socket.
+func dial(stateDir string) *control.Client {
+	if c := control.Dial(stateDir); c != nil {
+		return c
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, rotator.JournalFile)); err != nil {
+		return nil
+	}
+	j, err := rotator.OpenBoltJournal(stateDir)
+	if err == nil {
+		j.Close()
+		return nil
+	}
+	if !errors.Is(err, rotator.ErrLocked) {
+		return nil
+	}
+	for i := 0; i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+		if c := control.Dial(stateDir); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
 func (a *app) cmdStatus(args []string) int {
 	fs := a.flags("status")
 	cfgPath := configFlag(fs)
@@ -136,7 +163,7 @@ func (a *app) cmdStatus(args []string) int {
 	ctx := context.Background()
 	var st []rotator.PolicyStatus
 	var err error
-	if c := control.Dial(cfg.StateDir); c != nil {
+	if c := dial(cfg.StateDir); c != nil {
 		st, err = c.Status(ctx)
 	} else {
 		var l *local
@@ -257,7 +284,7 @@ func (a *app) cmdPlan(args []string) int {
 
 func (a *app) plan(cfg *policies.Config, names []string) ([]rotator.PlanEntry, error) {
 	ctx := context.Background()
-	if c := control.Dial(cfg.StateDir); c != nil {
+	if c := dial(cfg.StateDir); c != nil {
 		return c.Plan(ctx, names)
 	}
 	l, err := a.openLocal(cfg, zerolog.Nop(), true)
@@ -327,7 +354,7 @@ func (a *app) cmdRotate(args []string) int {
 	defer stop()
 	printer := &stepPrinter{w: a.stdout}
 	var outcomes []control.Outcome
-	if c := control.Dial(cfg.StateDir); c != nil {
+	if c := dial(cfg.StateDir); c != nil {
 		err := c.Rotate(ctx, control.RotateRequest{Policies: names, UntilDone: *wait}, func(m control.Message) {
 			if m.Event != nil {
 				printer.Observe(ctx, *m.Event)

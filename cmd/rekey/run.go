@@ -57,9 +57,10 @@ func (a *app) daemon(ctx context.Context, cfgPath string) int {
 	engine.SetPolicies(cfg.Policies)
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
 	var wg sync.WaitGroup
+	// Stop the background work (control socket, connections), then wait.
 	defer wg.Wait()
+	defer cancel()
 	conns := []*plugin.Connections{cfg.Connections}
 	defer func() {
 		for _, c := range conns {

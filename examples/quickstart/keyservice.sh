@@ -26,7 +26,8 @@ create)
 		id=$(basename "$existing" .key)
 	else
 		id="qs-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
-		secret=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+		# QS_SECRET_PREFIX lets tests recognise every secret issued (canaries).
+		secret="${QS_SECRET_PREFIX:-}$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
 		printf 'rotation=%s\nstatus=active\ncreated=%s\nsecret=%s\n' "$REKEY_ROTATION_ID" "$(now)" "$secret" >"$store/$id.tmp"
 		mv "$store/$id.tmp" "$store/$id.key"
 		ledger create "$id"

@@ -1,0 +1,16 @@
+package main
+
+import (
+	"os"
+	"testing"
+)
+
+// TestMain lets the test binary act as the rekey command when
+// REKEY_TEST_BE_MAIN=1, so that tests run the daemon as a child process
+// without a separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("REKEY_TEST_BE_MAIN") == "1" {
+		os.Exit(Run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}

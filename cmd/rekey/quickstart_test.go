@@ -1,0 +1,473 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rekeyhq/rekey/rotator"
+)
+
+// canary starts every secret the test key service issues.
+const canary = "CANARYqs7f3e1d"
+
+// qsEnv is a copy of the quickstart in a temporary directory, configured for
+// tests: the schedule is slow (rotations happen when the test says), the
+// revoke rules are short, and every secret carries the canary prefix.
+type qsEnv struct {
+	t   *testing.T
+	dir string
+}
+
+func newQuickstart(t *testing.T, extraPolicy string) *qsEnv {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"keyservice.sh", "dependent.sh", "probe-new-key.sh"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "quickstart", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A gate the dependent probe consults: while state/app/broken exists the
+	// application "fails", which forces a rollback.
+	gate := "#!/bin/sh\nset -eu\ncd \"$(dirname \"$0\")\"\n[ ! -e state/app/broken ] || { echo broken >&2; exit 1; }\nexec ./dependent.sh check\n"
+	if err := os.WriteFile(filepath.Join(dir, "dependent-gate.sh"), []byte(gate), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+state_dir = "state/rekey"
+log {
+  level  = "debug"
+  format = "json"
+}
+policy "quickstart" {
+  every = "1h"
+  provider "exec" {
+    create     = ["./keyservice.sh", "create"]
+    list       = ["./keyservice.sh", "list"]
+    delete     = ["./keyservice.sh", "delete"]
+    deactivate = ["./keyservice.sh", "deactivate"]
+    activate   = ["./keyservice.sh", "activate"]
+    max_keys   = 2
+    env        = { QS_SECRET_PREFIX = "%s" }
+  }
+  sink "file" {
+    path   = "state/app/credentials.env"
+    format = "env"
+    fields = { API_KEY = "api_key" }
+  }
+  probe "exec" {
+    target   = "key"
+    command  = ["./probe-new-key.sh"]
+    pass_key = true
+    timeout  = "10s"
+    interval = "100ms"
+  }
+  reload "exec" {
+    command = ["./dependent.sh", "reload"]
+  }
+  probe "exec" {
+    target   = "dependent"
+    command  = ["./dependent-gate.sh"]
+    timeout  = "1s"
+    interval = "100ms"
+  }
+  revoke {
+    after = "0s"
+    soak  = "500ms"
+  }
+  %s
+}
+`, canary, extraPolicy)
+	if err := os.WriteFile(filepath.Join(dir, "rekey.hcl"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &qsEnv{t: t, dir: dir}
+}
+
+// seed creates a key at the key service and serves it to the application,
+// as an operator would have before installing rekey.
+func (q *qsEnv) seed() string {
+	q.t.Helper()
+	cmd := exec.Command(filepath.Join(q.dir, "keyservice.sh"), "create")
+	cmd.Env = append(os.Environ(), "REKEY_ROTATION_ID=seed", "QS_SECRET_PREFIX="+canary)
+	out, err := cmd.Output()
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	var k struct {
+		ID    string
+		Value map[string]string
+	}
+	if err := json.Unmarshal(out, &k); err != nil {
+		q.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(q.dir, "state/app/credentials.env"), []byte("API_KEY='"+k.Value["api_key"]+"'\n"), 0o600); err != nil {
+		q.t.Fatal(err)
+	}
+	// The key is old: the daemon's first look finds it due.
+	kf := filepath.Join(q.dir, "state/keystore", k.ID+".key")
+	b, err := os.ReadFile(kf)
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	b = regexp.MustCompile(`(?m)^created=.*$`).ReplaceAll(b, []byte("created=2020-01-01T00:00:00Z"))
+	if err := os.WriteFile(kf, b, 0o600); err != nil {
+		q.t.Fatal(err)
+	}
+	return k.ID
+}
+
+func (q *qsEnv) path(p string) string { return filepath.Join(q.dir, p) }
+
+// command returns the rekey command (this test binary acting as main).
+func (q *qsEnv) command(env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "REKEY_TEST_BE_MAIN=1"), env...)
+	return cmd
+}
+
+// rekey runs a CLI command to completion.
+func (q *qsEnv) rekey(args ...string) (string, int) {
+	q.t.Helper()
+	cmd := q.command(nil, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		q.t.Fatal(err)
+	}
+	return out.String(), code
+}
+
+type daemon struct {
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+	done chan error
+}
+
+func (q *qsEnv) startDaemon(env ...string) *daemon {
+	q.t.Helper()
+	d := &daemon{cmd: q.command(env, "run", "-config", q.dir), logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		q.t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	q.t.Cleanup(func() {
+		_ = d.cmd.Process.Kill()
+	})
+	return d
+}
+
+func (d *daemon) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-d.done:
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("daemon did not exit within %s; logs:\n%s", timeout, d.logs)
+		return nil
+	}
+}
+
+func (q *qsEnv) status() []rotator.PolicyStatus {
+	q.t.Helper()
+	out, code := q.rekey("status", "-json", "-config", q.dir)
+	if code != 0 {
+		q.t.Fatalf("status exited %d: %s", code, out)
+	}
+	var st []rotator.PolicyStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		q.t.Fatalf("status output: %v\n%s", err, out)
+	}
+	return st
+}
+
+// waitSettled polls status until no rotation is in flight.
+func (q *qsEnv) waitSettled(d *daemon) rotator.PolicyStatus {
+	q.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st := q.status()
+		if len(st) == 1 && st[0].InFlight == nil && st[0].Generation > 0 {
+			return st[0]
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	q.t.Fatalf("a rotation is still in flight after 30s; daemon logs:\n%s", d.logs)
+	return rotator.PolicyStatus{}
+}
+
+type storedKey struct{ id, secret, status string }
+
+func (q *qsEnv) keys() map[string]storedKey {
+	out := map[string]storedKey{}
+	files, _ := filepath.Glob(q.path("state/keystore/*.key"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // deleted between glob and read
+		}
+		k := storedKey{id: strings.TrimSuffix(filepath.Base(f), ".key")}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "secret="); ok {
+				k.secret = v
+			}
+			if v, ok := strings.CutPrefix(line, "status="); ok {
+				k.status = v
+			}
+		}
+		out[k.id] = k
+	}
+	return out
+}
+
+var served = regexp.MustCompile(`(?m)^API_KEY='(.*)'$`)
+
+func (q *qsEnv) servedSecret() (string, bool) {
+	b, err := os.ReadFile(q.path("state/app/credentials.env"))
+	if err != nil {
+		return "", false
+	}
+	m := served.FindSubmatch(b)
+	if m == nil {
+		return "", false
+	}
+	return string(m[1]), true
+}
+
+// watch checks, every few milliseconds until stopped, the promise of
+// rotation-protocol.md: the value the sink serves is a key the provider
+// accepts (present and active), and the provider never holds more than 2
+// keys.
+func (q *qsEnv) watch() (stop func() []string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var violations []string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			v1, ok := q.servedSecret()
+			keys := q.keys()
+			v2, _ := q.servedSecret()
+			if ok && v1 == v2 {
+				accepted := false
+				for _, k := range keys {
+					accepted = accepted || (k.secret == v1 && k.status == "active")
+				}
+				if !accepted {
+					violations = append(violations, fmt.Sprintf("%s: the application's key is not accepted by the key service (keys: %d)", time.Now().Format(time.RFC3339Nano), len(keys)))
+				}
+			}
+			if len(keys) > 2 {
+				violations = append(violations, fmt.Sprintf("%d keys at the key service, limit 2", len(keys)))
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return func() []string { cancel(); wg.Wait(); return violations }
+}
+
+// assertSettledState checks the end state: exactly one key at the provider,
+// the one the journal calls current, served by the sink.
+func (q *qsEnv) assertSettledState(st rotator.PolicyStatus) {
+	q.t.Helper()
+	keys := q.keys()
+	if len(keys) != 1 {
+		q.t.Fatalf("the key service holds %d keys after settling, want 1 (no orphan, old key revoked): %v", len(keys), keys)
+	}
+	for _, k := range keys {
+		if st.CurrentKey == "" || !strings.HasSuffix(k.id, st.CurrentKey[len(st.CurrentKey)-4:]) {
+			q.t.Fatalf("journal's current key %s is not the key service's %s", st.CurrentKey, k.id)
+		}
+		if v, _ := q.servedSecret(); v != k.secret {
+			q.t.Fatal("the sink does not serve the current key")
+		}
+	}
+}
+
+// assertNoCanary checks that no secret issued in the test appears in text
+// that must never hold one.
+func assertNoCanary(t *testing.T, what string, b []byte) {
+	t.Helper()
+	if bytes.Contains(b, []byte(canary)) {
+		i := bytes.Index(b, []byte(canary))
+		t.Errorf("a secret value leaked into %s: ...%s...", what, b[max(0, i-80):min(len(b), i+40)])
+	}
+}
+
+func TestQuickstartExampleIsValid(t *testing.T) {
+	out, code := (&qsEnv{t: t}).rekey("validate", filepath.Join("..", "..", "examples", "quickstart"))
+	if code != 0 || !strings.Contains(out, "Valid: 1 policies") {
+		t.Fatalf("validate: %d %s", code, out)
+	}
+}
+
+// TestCrashMatrix kills the daemon with SIGKILL at every failpoint, restarts
+// it, and checks the invariants of rotation-protocol.md against the real
+// key service and file sink: the application always holds a working key;
+// no key at the provider unknown to the journal; never more keys than the
+// provider allows; the old key revoked only after commit; each rotation
+// resumed or rolled back, never left half-way.
+func TestCrashMatrix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash matrix runs the daemon ~40 times")
+	}
+	type row struct{ fp, first, after string }
+	var rows []row
+	for _, fp := range rotator.Failpoints {
+		t.Run(fp, func(t *testing.T) {
+			q := newQuickstart(t, "")
+			old := q.seed()
+			if strings.HasPrefix(fp, "rollback.") {
+				os.WriteFile(q.path("state/app/broken"), nil, 0o600)
+			}
+			stop := q.watch()
+			d := q.startDaemon(rotator.FailpointEnv + "=" + fp + "=kill")
+			err := d.wait(t, 30*time.Second)
+			ws, ok := err.(*exec.ExitError)
+			if !ok || ws.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+				t.Fatalf("daemon was not killed at %s (exit %v); logs:\n%s", fp, err, d.logs)
+			}
+			os.Remove(q.path("state/app/broken"))
+
+			d2 := q.startDaemon()
+			st := q.waitSettled(d2)
+			first := st.LastResult
+			out, code := q.rekey("rotate", "-wait", "-config", q.dir, "quickstart")
+			if code != 0 || !strings.Contains(out, "quickstart: done") {
+				t.Fatalf("rotate after recovery exited %d:\n%s\ndaemon logs:\n%s", code, out, d2.logs)
+			}
+			st = q.waitSettled(d2)
+			_ = d2.cmd.Process.Signal(syscall.SIGTERM)
+			if err := d2.wait(t, 20*time.Second); err != nil {
+				t.Fatalf("daemon exit after SIGTERM: %v\n%s", err, d2.logs)
+			}
+			for _, v := range stop() {
+				t.Error(v)
+			}
+			q.assertSettledState(st)
+			if _, ok := q.keys()[old]; ok {
+				t.Fatal("the seeded key was never revoked")
+			}
+			journal, _ := os.ReadFile(q.path("state/rekey/journal.db"))
+			assertNoCanary(t, "the journal", journal)
+			assertNoCanary(t, "the daemon's logs", append(d.logs.Bytes(), d2.logs.Bytes()...))
+			assertNoCanary(t, "rotate output", []byte(out))
+			rows = append(rows, row{fp, first, st.LastResult})
+		})
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-18s %-14s %s\n", "failpoint", "after restart", "then")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-18s %-14s %s\n", r.fp, r.first, r.after)
+	}
+	t.Logf("crash matrix:\n%s", b.String())
+	if p := os.Getenv("REKEY_CRASH_REPORT"); p != "" {
+		_ = os.WriteFile(p, []byte(b.String()), 0o644)
+	}
+}
+
+// TestDaemonRotatesAndStatusShowsIt runs the quickstart daemon, rotates on
+// demand through the control socket, checks status, SIGHUP with an invalid
+// and a valid configuration, and SIGTERM.
+func TestDaemonRotatesAndStatusShowsIt(t *testing.T) {
+	q := newQuickstart(t, "")
+	q.seed()
+	stop := q.watch()
+	d := q.startDaemon()
+	st := q.waitSettled(d)
+	if st.LastResult != "done" || st.Generation != 1 {
+		t.Fatalf("first rotation: %+v\n%s", st, d.logs)
+	}
+	out, code := q.rekey("rotate", "-config", q.dir, "quickstart")
+	if code != 0 || !strings.Contains(out, "commit") {
+		t.Fatalf("rotate: %d\n%s", code, out)
+	}
+	st = q.waitSettled(d)
+	if st.Generation != 2 || st.LastResult != "done" {
+		t.Fatalf("status after rotate: %+v", st)
+	}
+	text, _ := q.rekey("status", "-config", q.dir)
+	if !strings.Contains(text, "quickstart") || !strings.Contains(text, st.CurrentKey) || !strings.Contains(text, "done") {
+		t.Fatalf("status text:\n%s", text)
+	}
+
+	// An invalid configuration is rejected as a whole on SIGHUP.
+	good, _ := os.ReadFile(q.path("rekey.hcl"))
+	os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(good), `every = "1h"`, `every = "1h"`+"\n  evry = 3", 1)), 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "reload rejected")
+	os.WriteFile(q.path("rekey.hcl"), good, 0o644)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitLog(t, d, "configuration reloaded")
+
+	out, code = q.rekey("rotate", "-config", q.dir, "nosuch")
+	if code != ExitConfig {
+		t.Fatalf("rotate of an unknown policy exited %d: %s", code, out)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, 20*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	for _, v := range stop() {
+		t.Error(v)
+	}
+	q.assertSettledState(q.status()[0])
+	assertNoCanary(t, "the daemon's logs", d.logs.Bytes())
+	assertNoCanary(t, "status output", []byte(text))
+}
+
+func waitLog(t *testing.T, d *daemon, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(d.logs.String(), s) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("daemon never logged %q:\n%s", s, d.logs)
+}
+
+// TestFailedRotationExitsTwoAndRollsBack: a dependent that fails makes
+// `rekey rotate` roll back and exit 2, the old key still served.
+func TestFailedRotationExitsTwoAndRollsBack(t *testing.T) {
+	q := newQuickstart(t, "")
+	old := q.seed()
+	os.WriteFile(q.path("state/app/broken"), nil, 0o600)
+	stop := q.watch()
+	out, code := q.rekey("rotate", "-config", q.dir, "quickstart")
+	if code != ExitRotation || !strings.Contains(out, "rolled_back") {
+		t.Fatalf("rotate: %d\n%s", code, out)
+	}
+	for _, v := range stop() {
+		t.Error(v)
+	}
+	keys := q.keys()
+	if len(keys) != 1 || keys[old].status != "active" {
+		t.Fatalf("after rollback: %v", keys)
+	}
+	if v, _ := q.servedSecret(); v != keys[old].secret {
+		t.Fatal("the old key is not served after rollback")
+	}
+	assertNoCanary(t, "rotate output", []byte(out))
+}
