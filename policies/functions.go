@@ -89,6 +89,11 @@ func fileFunc(baseDir, shownDir string) function.Function {
 // readSmallFile reads a regular file of at most maxFileSize bytes of UTF-8
 // text. Its errors name the file as shown, never the content.
 func readSmallFile(p, shown string) (string, error) {
+	// Stat first: opening a FIFO for reading would block until a writer
+	// comes.
+	if st, err := os.Stat(p); err == nil && !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", shown)
+	}
 	f, err := os.Open(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

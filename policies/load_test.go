@@ -2,6 +2,8 @@ package policies
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -164,5 +166,70 @@ policy "p" {
 	}
 	if pb := p.Probes[0]; pb.Target != probes.TargetDependent || pb.Timeout != 2*time.Minute || pb.Interval != time.Second || pb.Successes != 1 {
 		t.Errorf("probe defaults = %+v", pb)
+	}
+}
+
+func TestEnvFunction(t *testing.T) {
+	t.Parallel()
+	l := &Loader{LookupEnv: func(n string) (string, bool) {
+		if n == "EMPTY" {
+			return "", true
+		}
+		return "", false
+	}}
+	_, diags := l.LoadSources(map[string][]byte{"a.hcl": []byte(`state_dir = env("EMPTY")`)})
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "state_dir must not be empty") {
+		t.Errorf("an empty variable should reach the setting's own check: %v", diags)
+	}
+	_, diags = l.LoadSources(map[string][]byte{"a.hcl": []byte(`state_dir = env("")`)})
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "the variable name is empty") {
+		t.Errorf("env(\"\"): %v", diags)
+	}
+}
+
+func TestLoadPaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := func(n string) string {
+		return fmt.Sprintf("policy %q {\n  every = \"1d\"\n  provider \"test\" { name = %q }\n  sink \"test\" { path = %q }\n  probe \"test\" {}\n}\n", n, n, "/"+n)
+	}
+	write("b.hcl", pol("b"))
+	write("a.hcl", pol("a"))
+	write(".hidden.hcl", "this is not HCL {")
+	write("notes.txt", "neither is this {")
+	write("c.hcl.bak", "nor this {")
+	if err := os.Mkdir(filepath.Join(dir, "sub.hcl"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	extra := filepath.Join(t.TempDir(), "extra.conf")
+	if err := os.WriteFile(extra, []byte(pol("z")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := Load(dir, extra, filepath.Join(dir, "a.hcl"))
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var names []string
+	for _, p := range cfg.Policies {
+		names = append(names, p.Name)
+	}
+	if strings.Join(names, ",") != "a,b,z" || len(cfg.Files) != 3 {
+		t.Errorf("policies %v from %v", names, cfg.Files)
+	}
+
+	empty := t.TempDir()
+	if _, diags := Load(empty); !diags.HasErrors() || diags[0].Summary != "No policy files" {
+		t.Errorf("empty directory: %v", diags)
+	}
+	if _, diags := Load(filepath.Join(empty, "missing")); !diags.HasErrors() || diags[0].Summary != "Cannot read configuration" {
+		t.Errorf("missing path: %v", diags)
+	}
+	if _, diags := Load(); !diags.HasErrors() {
+		t.Error("no path is no error")
 	}
 }
