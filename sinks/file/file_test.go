@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
@@ -117,7 +116,7 @@ func TestFormats(t *testing.T) {
 		{"json", `format = "json"`, key("k", "secret_access_key", `a"b\c<&>`, "access_key_id", "AKIA1"),
 			"{\n  \"access_key_id\": \"AKIA1\",\n  \"secret_access_key\": \"a\\\"b\\\\c<&>\"\n}\n"},
 		{"env", `format = "env"`, key("k", "DB_PASSWORD", `it's $HOME "x" \n`, "DB_USER", "app"),
-			"DB_PASSWORD='it'\\''s $HOME \"x\" \\n'\nDB_USER='app'\n"},
+			"DB_PASSWORD=\"it's \\$HOME \\\"x\\\" \\\\n\"\nDB_USER=\"app\"\n"},
 		{"template", "format = \"template\"\ntemplate = \"[client]\\nuser = {{ .Fields.user }}\\npassword = {{ .Fields.password }}\\n# key {{ .KeyID }}\\n\"",
 			key("app@1", "user", "app", "password", "pw"), "[client]\nuser = app\npassword = pw\n# key app@1\n"},
 	}
@@ -155,6 +154,45 @@ func TestEnvFormatReadsBackInAShell(t *testing.T) {
 	}
 	if string(out) != nasty+"|abc" {
 		t.Fatalf("the shell read %q", out)
+	}
+}
+
+// TestEnvFormatReadsBackInSystemd parses the file with systemd's own
+// environment file parser, through the environment.d generator, and reads
+// its re-quoted output back with the shell. (environment.d expands $VAR,
+// which EnvironmentFile= does not, so the value holds no dollar here.)
+func TestEnvFormatReadsBackInSystemd(t *testing.T) {
+	t.Parallel()
+	gen := "/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator"
+	if _, err := os.Stat(gen); err != nil {
+		t.Skip("systemd's environment.d generator is not installed")
+	}
+	cfg := t.TempDir()
+	dir := filepath.Join(cfg, "environment.d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := mustSink(t, dir, "path = \"50-rekey.conf\"\nformat = \"env\"")
+	value := `it's a "test" with ` + "`x`" + ` \ and \n, 'quotes' #no-comment ;x  `
+	promote(t, s, rot("r1"), key("k", "REKEY_TEST_SYSTEMD", value))
+	cmd := exec.Command(gen)
+	cmd.Env = []string{"XDG_CONFIG_HOME=" + cfg, "HOME=" + cfg, "PATH=/usr/bin:/bin"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "REKEY_TEST_SYSTEMD=") {
+			line = l
+		}
+	}
+	got, err := exec.Command("/bin/sh", "-c", line+`; printf '%s' "$REKEY_TEST_SYSTEMD"`).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != value {
+		t.Fatalf("systemd read %q, want %q", got, value)
 	}
 }
 
@@ -557,55 +595,6 @@ func TestRollbackCrashMidRestore(t *testing.T) {
 	}
 	if read(t, path) != "original" {
 		t.Fatal("not restored")
-	}
-}
-
-func TestOwnership(t *testing.T) {
-	t.Parallel()
-	if runtime.GOOS == "windows" || os.Geteuid() != 0 {
-		t.Skip("changing file owners needs root on Unix")
-	}
-	ctx := context.Background()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "k")
-	os.WriteFile(path, []byte("original"), 0o600)
-	if err := os.Chown(path, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	owner := func() (int, int) {
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		return int(st.Uid), int(st.Gid)
-	}
-
-	s := mustSink(t, dir, "path = \"k\"\nformat = \"raw\"")
-	st, _ := promote(t, s, rot("r1"), key("k1", "v", "new"))
-	if u, g := owner(); u != 65534 || g != 65534 {
-		t.Fatalf("owner not preserved: %d:%d", u, g)
-	}
-	if err := s.Rollback(ctx, rot("r1"), st); err != nil {
-		t.Fatal(err)
-	}
-	if u, g := owner(); u != 65534 || g != 65534 {
-		t.Fatalf("owner not restored: %d:%d", u, g)
-	}
-
-	s = mustSink(t, dir, "path = \"k\"\nformat = \"raw\"\nowner = \"1234\"\ngroup = \"0\"")
-	promote(t, s, rot("r2"), key("k2", "v", "newer"))
-	if u, g := owner(); u != 1234 || g != 0 {
-		t.Fatalf("configured owner not applied: %d:%d", u, g)
-	}
-	if fi, _ := os.Stat(filepath.Join(dir, ".k.rekey-prev")); fi.Sys().(*syscall.Stat_t).Uid != 0 {
-		t.Fatal("the prev copy is not owned by rekey's user")
-	}
-
-	s = mustSink(t, dir, "path = \"k\"\nformat = \"raw\"\nowner = \"nobody\"")
-	promote(t, s, rot("r3"), key("k3", "v", "newest"))
-	if u, g := owner(); u != 65534 || g != 0 {
-		t.Fatalf("owner by name: %d:%d (group kept from the existing file)", u, g)
 	}
 }
 

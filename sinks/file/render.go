@@ -67,11 +67,24 @@ func (s *Sink) render(key plugin.Key) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// quoteEnv quotes v for a NAME=value line that POSIX shells (`. file`)
-// and systemd's EnvironmentFile= read back as v: single quotes, with each
-// single quote inside written as '\'' (close, escaped quote, reopen).
+// quoteEnv quotes v for a NAME=value line that POSIX shells (". file")
+// and systemd's EnvironmentFile= both read back as v: in double quotes,
+// with a backslash before each of the four characters special there
+// (backslash, double quote, dollar and backquote). Line breaks and NUL are
+// refused before.
 func quoteEnv(v string) string {
-	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+	var b strings.Builder
+	b.Grow(len(v) + 2)
+	b.WriteByte('"')
+	for _, r := range v {
+		switch r {
+		case '\\', '"', '$', '`':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
 }
 
 // scrub returns err unless its text contains one of the secret values, in
