@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/robfig/cron/v3"
 
 	"github.com/rekeyhq/rekey/notifiers"
@@ -218,13 +219,24 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 			ld.decodeNotify(p, b, f)
 		}
 	}
-	if provider == nil {
+	// A block with the wrong number of labels is reported by Content and
+	// left out of it; it still counts as present here.
+	written := map[string]bool{}
+	for _, b := range content.Blocks {
+		written[b.Type] = true
+	}
+	if sb, ok := blk.Body.(*hclsyntax.Body); ok {
+		for _, b := range sb.Blocks {
+			written[b.Type] = true
+		}
+	}
+	if !written["provider"] {
 		ld.diags = append(ld.diags, errAt(blk.DefRange, "Missing provider block", fmt.Sprintf("Policy %q needs exactly one provider block saying where its key is created, such as provider \"exec\" { ... }.", p.Name)))
 	}
-	if !hasBlock(content.Blocks, "sink") {
+	if !written["sink"] {
 		ld.diags = append(ld.diags, errAt(blk.DefRange, "Missing sink block", fmt.Sprintf("Policy %q needs at least one sink block saying where dependents read the key, such as sink \"file\" { ... }.", p.Name)))
 	}
-	if !hasBlock(content.Blocks, "probe") {
+	if !written["probe"] {
 		if p.RotateBlind {
 			ld.diags = append(ld.diags, warnAt(blk.DefRange, "Policy rotates blind", fmt.Sprintf("Policy %q rotates without checking that the new key works; dependents may be served a broken key. Add a probe block to check the key before the old one is revoked.", p.Name)))
 		} else {
@@ -260,15 +272,6 @@ func (ld *loading) decodeNotify(p *Policy, b *hcl.Block, f *file) {
 		return
 	}
 	p.Notify = append(p.Notify, NotifyBlock{Kind: b.Labels[0], DefRange: b.DefRange, On: on, Notifier: n})
-}
-
-func hasBlock(blocks hcl.Blocks, typ string) bool {
-	for _, b := range blocks {
-		if b.Type == typ {
-			return true
-		}
-	}
-	return false
 }
 
 // crossCheck validates settings against each other once each is valid on
