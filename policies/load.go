@@ -216,6 +216,7 @@ func (l *Loader) load(srcs []source) (*Config, hcl.Diagnostics) {
 	}
 	ld.dropCascades()
 	ld.sortDiagnostics()
+	ld.limitDiagnostics()
 	if ld.diags.HasErrors() {
 		_ = ld.cfg.Connections.Close()
 		return nil, ld.diags
@@ -394,6 +395,25 @@ func (ld *loading) decodeConnections() {
 			}
 		}
 	}
+}
+
+// MaxDiagnostics bounds the diagnostics of one load: a file of binary junk
+// yields one per byte, each with a snippet of the same line.
+const MaxDiagnostics = 100
+
+func (ld *loading) limitDiagnostics() {
+	if len(ld.diags) <= MaxDiagnostics {
+		return
+	}
+	d := &hcl.Diagnostic{
+		Severity: hcl.DiagWarning,
+		Summary:  "Too many problems",
+		Detail:   fmt.Sprintf("Only the first %d of %d problems are shown. Fix them and check again.", MaxDiagnostics, len(ld.diags)),
+	}
+	if ld.diags.HasErrors() {
+		d.Severity = hcl.DiagError
+	}
+	ld.diags = append(ld.diags[:MaxDiagnostics:MaxDiagnostics], d)
 }
 
 // dropCascades removes gohcl's "value must be known" errors about an

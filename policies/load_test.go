@@ -233,3 +233,12 @@ func TestLoadPaths(t *testing.T) {
 		t.Error("no path is no error")
 	}
 }
+
+func TestTooManyDiagnostics(t *testing.T) {
+	t.Parallel()
+	l := NewLoader()
+	_, diags := l.LoadSources(map[string][]byte{"junk.hcl": bytes.Repeat([]byte{0x1e}, 5000)})
+	if len(diags) != MaxDiagnostics+1 || !diags.HasErrors() || diags[MaxDiagnostics].Summary != "Too many problems" {
+		t.Errorf("%d diagnostics, last %q", len(diags), diags[len(diags)-1].Summary)
+	}
+}
