@@ -182,7 +182,7 @@ create = ["/bin/true"]
 delete = ["/bin/true"]
 `
 	cases := []struct {
-		extra                         string
+		extra                        string
 		list, capacity, deact, usage bool
 	}{
 		{"", false, false, false, false},
