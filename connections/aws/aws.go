@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -93,6 +94,9 @@ type Conn struct {
 	mu     sync.Mutex
 	cfg    aws.Config
 	loaded bool
+
+	keyHTTPOnce sync.Once
+	keyHTTP     sts.HTTPClient
 }
 
 // New returns a connection. It does no I/O.
@@ -266,7 +270,8 @@ func (c *Conn) SecretsManager(ctx context.Context) (*secretsmanager.Client, erro
 // STSWithCredentials returns an STS client that uses the connection's
 // region, endpoint and HTTP client but the given credentials, never the
 // connection's own. It does not load the credential chain. maxAttempts
-// bounds the SDK's retries (1: a single attempt).
+// bounds the SDK's retries (1: a single attempt). The clients share one
+// HTTP client, so repeated probes reuse connections.
 func (c *Conn) STSWithCredentials(creds aws.CredentialsProvider, maxAttempts int) *sts.Client {
 	region := c.Region()
 	if region == "" {
@@ -280,8 +285,13 @@ func (c *Conn) STSWithCredentials(creds aws.CredentialsProvider, maxAttempts int
 	if e := c.Endpoint(ServiceSTS); e != "" {
 		o.BaseEndpoint = aws.String(e)
 	}
-	if c.opts.HTTPClient != nil {
-		o.HTTPClient = c.opts.HTTPClient
-	}
+	c.keyHTTPOnce.Do(func() {
+		if c.opts.HTTPClient != nil {
+			c.keyHTTP = c.opts.HTTPClient
+		} else {
+			c.keyHTTP = awshttp.NewBuildableClient()
+		}
+	})
+	o.HTTPClient = c.keyHTTP
 	return sts.New(o)
 }
