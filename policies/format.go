@@ -28,7 +28,7 @@ type FormatResult struct {
 	// (rewritten when writing), in the order read.
 	Changed []string
 	// Files are the sources read, for rendering Diagnostics with
-	// WriteDiagnostics or DiagnosticsJSON.
+	// WriteDiagnostics or DiagnosticsJSON; literal secrets are masked.
 	Files map[string]*hcl.File
 	// Diagnostics are syntax errors; a file with errors is left alone.
 	Diagnostics hcl.Diagnostics
@@ -58,7 +58,12 @@ func FormatPath(path string, check, write bool, out io.Writer) (*FormatResult, e
 			return res, fmt.Errorf("reading %s: %w", name, cause(err))
 		}
 		f, pd := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
-		res.Files[name] = f
+		shown := f
+		if body, ok := f.Body.(*hclsyntax.Body); ok {
+			_, mask := scanSecrets(body)
+			shown = &hcl.File{Body: f.Body, Bytes: maskSource(f.Bytes, mask), Nav: f.Nav}
+		}
+		res.Files[name] = shown
 		if pd.HasErrors() {
 			res.Diagnostics = append(res.Diagnostics, pd...)
 			continue

@@ -102,6 +102,19 @@ func TestFormatPath(t *testing.T) {
 		t.Errorf("second check: %v, %v", res.Changed, err)
 	}
 
+	d := write("d.hcl", "x = {\n  password = \"canary-fmt-secret\" oops\n}\n")
+	res, err = FormatPath(d, true, false, &out)
+	if err != nil || !res.Diagnostics.HasErrors() {
+		t.Fatalf("syntax error not reported: %v %v", res.Diagnostics, err)
+	}
+	var shown bytes.Buffer
+	if err := WriteDiagnostics(&shown, res.Files, res.Diagnostics, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(shown.String(), "canary-fmt-secret") || !strings.Contains(shown.String(), "password") {
+		t.Errorf("fmt diagnostics show the secret or no snippet:\n%s", shown.String())
+	}
+
 	if _, err := FormatPath(filepath.Join(dir, "missing"), true, false, &out); err == nil {
 		t.Error("a missing path is no error")
 	}
