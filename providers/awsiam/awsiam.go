@@ -203,8 +203,7 @@ func (p *Provider) Delete(ctx context.Context, keyID string) error {
 		return err
 	}
 	_, err = c.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String(p.user), AccessKeyId: aws.String(keyID)})
-	var nse *types.NoSuchEntityException
-	if errors.As(err, &nse) {
+	if awsconn.ErrorCode(err) == "NoSuchEntity" {
 		return nil
 	}
 	return p.keyError("deleting", keyID, err)
@@ -302,8 +301,8 @@ func (p *Provider) keyError(verb, keyID string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var nse *types.NoSuchEntityException
-	if errors.As(err, &nse) {
+	// Matched by code: GetAccessKeyLastUsed models no NoSuchEntity type.
+	if awsconn.ErrorCode(err) == "NoSuchEntity" {
 		err = plugin.Permanent(fmt.Errorf("%w: %w", plugin.ErrNotFound, err))
 	} else {
 		err = awsconn.Classify(err)
