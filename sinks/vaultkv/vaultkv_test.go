@@ -1,8 +1,11 @@
 package vaultkv_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -535,5 +538,49 @@ func TestFactoryDiagnostics(t *testing.T) {
 				t.Errorf("%s: diagnostic without a source range: %s", name, d.Summary)
 			}
 		}
+	}
+}
+
+// TestReadBackMismatch puts a real reverse proxy in front of Vault that
+// alters the data of the write: Promote must notice on reading back, and
+// the rollback must then restore the previous data.
+func TestReadBackMismatch(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.rootWrite(t, map[string]any{"username": "svc", "password": "old"})
+	target, err := url.Parse(f.srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.Method == http.MethodPut || r.Method == http.MethodPost) && r.URL.Path == "/v1/kv/data/app/creds" {
+			var body map[string]any
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+				t.Errorf("decoding the write: %v", err)
+			}
+			if d, ok := body["data"].(map[string]any); ok && d["password"] == canary {
+				d["password"] = "tampered"
+			}
+			b, _ := json.Marshal(body)
+			r.Body = io.NopCloser(bytes.NewReader(b))
+			r.ContentLength = int64(len(b))
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	conn, _ := f.srv.ConnectionVia(t, proxy.URL, "")
+	s := newSink(t, conn, "kv", "app/creds", "")
+	rot := rotation("rot-tamper")
+	_, err = s.Promote(f.ctx, rot, key("id", canary), sinks.State{Prev: "1"})
+	f.record(err)
+	if err == nil || !plugin.IsPermanent(err) || !strings.Contains(err.Error(), "read back differs") {
+		t.Fatalf("Promote through a tampering proxy = %v", err)
+	}
+	if err := f.record(s.Rollback(f.ctx, rot, sinks.State{Prev: "1"})); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	if m := f.metadata(t); m.CurrentVersion != 3 || f.dataAt(t, 3)["password"] != "old" {
+		t.Fatal("the previous data was not restored")
 	}
 }

@@ -413,7 +413,11 @@ func tail(path string, n int) string {
 	var lines []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		lines = append(lines, sc.Text())
+		line := sc.Text()
+		if strings.HasPrefix(line, "Unseal Key:") || strings.HasPrefix(line, "Root Token:") {
+			line = strings.SplitAfter(line, ":")[0] + " [REDACTED]"
+		}
+		lines = append(lines, line)
 		if len(lines) > n {
 			lines = lines[1:]
 		}
