@@ -122,31 +122,25 @@ func (a *app) openLocal(cfg *policies.Config, log zerolog.Logger, readOnly bool)
 	return &local{cfg: cfg, engine: e, close: func() { j.Close(); cfg.Connections.Close() }}, nil
 }
 
-// dial returns a client of the running daemon. When no daemon answers but
-// the journal is locked (a daemon starting up), it waits a few seconds for
-// the control socket.
-func dial(stateDir string) *control.Client {
-	if c := control.Dial(stateDir); c != nil {
-		return c
-	}
-	if _, err := os.Stat(filepath.Join(stateDir, rotator.JournalFile)); err != nil {
-		return nil
-	}
-	j, err := rotator.OpenBoltJournal(stateDir)
-	if err == nil {
-		j.Close()
-		return nil
-	}
-	if !errors.Is(err, rotator.ErrLocked) {
-		return nil
-	}
-	for i := 0; i < 50; i++ {
-		time.Sleep(100 * time.Millisecond)
-		if c := control.Dial(stateDir); c != nil {
-			return c
+// connect returns a client of the running daemon, or, when no daemon
+// runs, an engine in this process holding the journal lock. A daemon that
+// is starting holds the lock before its socket answers: wait for it.
+func (a *app) connect(cfg *policies.Config, log zerolog.Logger, readOnly bool) (*control.Client, *local, error) {
+	var err error
+	for range 50 {
+		if c := control.Dial(cfg.StateDir); c != nil {
+			return c, nil, nil
 		}
+		var l *local
+		if l, err = a.openLocal(cfg, log, readOnly); err == nil {
+			return nil, l, nil
+		}
+		if !errors.Is(err, rotator.ErrLocked) {
+			return nil, nil, err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return nil
+	return nil, nil, err
 }
 
 func (a *app) cmdStatus(args []string) int {
@@ -162,15 +156,13 @@ func (a *app) cmdStatus(args []string) int {
 	}
 	ctx := context.Background()
 	var st []rotator.PolicyStatus
-	var err error
-	if c := dial(cfg.StateDir); c != nil {
+	c, l, err := a.connect(cfg, zerolog.Nop(), true)
+	switch {
+	case c != nil:
 		st, err = c.Status(ctx)
-	} else {
-		var l *local
-		if l, err = a.openLocal(cfg, zerolog.Nop(), true); err == nil {
-			st, err = l.engine.Status(ctx)
-			l.close()
-		}
+	case l != nil:
+		st, err = l.engine.Status(ctx)
+		l.close()
 	}
 	if err != nil {
 		fmt.Fprintf(a.stderr, "rekey status: %v\n", err)
@@ -284,12 +276,12 @@ func (a *app) cmdPlan(args []string) int {
 
 func (a *app) plan(cfg *policies.Config, names []string) ([]rotator.PlanEntry, error) {
 	ctx := context.Background()
-	if c := dial(cfg.StateDir); c != nil {
-		return c.Plan(ctx, names)
-	}
-	l, err := a.openLocal(cfg, zerolog.Nop(), true)
+	c, l, err := a.connect(cfg, zerolog.Nop(), true)
 	if err != nil {
 		return nil, err
+	}
+	if c != nil {
+		return c.Plan(ctx, names)
 	}
 	defer l.close()
 	return l.engine.Plan(ctx, names)
@@ -354,7 +346,13 @@ func (a *app) cmdRotate(args []string) int {
 	defer stop()
 	printer := &stepPrinter{w: a.stdout}
 	var outcomes []control.Outcome
-	if c := dial(cfg.StateDir); c != nil {
+	log := newLogger(a.stderr, cfg.Log).Level(zerolog.WarnLevel)
+	c, l, err := a.connect(cfg, log, false)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "rekey rotate: %v\n", err)
+		return ExitRuntime
+	}
+	if c != nil {
 		err := c.Rotate(ctx, control.RotateRequest{Policies: names, UntilDone: *wait}, func(m control.Message) {
 			if m.Event != nil {
 				printer.Observe(ctx, *m.Event)
@@ -371,12 +369,6 @@ func (a *app) cmdRotate(args []string) int {
 			return ExitRuntime
 		}
 	} else {
-		log := newLogger(a.stderr, cfg.Log).Level(zerolog.WarnLevel)
-		l, err := a.openLocal(cfg, log, false)
-		if err != nil {
-			fmt.Fprintf(a.stderr, "rekey rotate: %v\n", err)
-			return ExitRuntime
-		}
 		defer l.close()
 		l.engine.AddObserver(printer)
 		for _, n := range names {

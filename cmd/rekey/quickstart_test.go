@@ -239,8 +239,11 @@ func (q *qsEnv) keys() map[string]storedKey {
 	return out
 }
 
-var served = regexp.MustCompile(`(?m)^API_KEY='(.*)'$`)
+var served = regexp.MustCompile(`(?m)^API_KEY=["']([^"']*)["']$`)
 
+// servedSecret returns the key the application reads; ok is false when
+// the file does not exist yet. Content the application could not parse is
+// reported as a value that no key matches.
 func (q *qsEnv) servedSecret() (string, bool) {
 	b, err := os.ReadFile(q.path("state/app/credentials.env"))
 	if err != nil {
@@ -248,7 +251,7 @@ func (q *qsEnv) servedSecret() (string, bool) {
 	}
 	m := served.FindSubmatch(b)
 	if m == nil {
-		return "", false
+		return "<unparseable credentials.env>", true
 	}
 	return string(m[1]), true
 }
@@ -260,6 +263,7 @@ func (q *qsEnv) servedSecret() (string, bool) {
 func (q *qsEnv) watch() (stop func() []string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var violations []string
+	checks := 0
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -269,6 +273,7 @@ func (q *qsEnv) watch() (stop func() []string) {
 			keys := q.keys()
 			v2, _ := q.servedSecret()
 			if ok && v1 == v2 {
+				checks++
 				accepted := false
 				for _, k := range keys {
 					accepted = accepted || (k.secret == v1 && k.status == "active")
@@ -283,7 +288,14 @@ func (q *qsEnv) watch() (stop func() []string) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	return func() []string { cancel(); wg.Wait(); return violations }
+	return func() []string {
+		cancel()
+		wg.Wait()
+		if checks == 0 {
+			violations = append(violations, "the watcher never saw a key served: it checked nothing")
+		}
+		return violations
+	}
 }
 
 // assertSettledState checks the end state: exactly one key at the provider,

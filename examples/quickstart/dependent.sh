@@ -11,8 +11,9 @@ reload)
 	;;
 check)
 	[ -r state/app/credentials.env ] || { echo "the application has no key yet" >&2; exit 1; }
-	# credentials.env holds API_KEY='...' (the env format, shell-quoted).
-	key=$(sed -n "s/^API_KEY='\(.*\)'$/\1/p" state/app/credentials.env)
-	printf '%s' "$key" | ./keyservice.sh auth -
+	# credentials.env holds API_KEY="..." (the file sink's env format, which
+	# shells and systemd's EnvironmentFile= both read).
+	. ./state/app/credentials.env
+	printf '%s' "$API_KEY" | ./keyservice.sh auth -
 	;;
 esac

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// golden compares got with testdata/NAME.golden (after replacing dir with
+// $DIR), or rewrites it with -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("output differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func TestUsage(t *testing.T) {
+	out, _, code := run(t, "help")
+	if code != ExitOK {
+		t.Fatalf("help exited %d", code)
+	}
+	golden(t, "usage", out)
+	_, errOut, code := run(t, "frobnicate")
+	if code != ExitConfig || !strings.Contains(errOut, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %s", code, errOut)
+	}
+}
+
+func TestValidateGolden(t *testing.T) {
+	out, _, code := run(t, "validate", "testdata/bad.hcl")
+	if code != ExitConfig {
+		t.Fatalf("validate of an invalid file exited %d", code)
+	}
+	golden(t, "validate-bad", out)
+	out, _, code = run(t, "validate", "-json", "testdata/bad.hcl")
+	if code != ExitConfig {
+		t.Fatalf("validate -json exited %d", code)
+	}
+	golden(t, "validate-bad-json", out)
+	out, _, code = run(t, "validate", filepath.Join("..", "..", "examples", "quickstart"))
+	if code != ExitOK || !strings.Contains(out, "Valid: 1 policies") {
+		t.Fatalf("validate quickstart: %d %s", code, out)
+	}
+}
+
+func TestFmt(t *testing.T) {
+	dir := t.TempDir()
+	src, _ := os.ReadFile("testdata/unformatted.hcl")
+	f := filepath.Join(dir, "p.hcl")
+	os.WriteFile(f, src, 0o644)
+	out, _, code := run(t, "fmt", "-check", dir)
+	if code != ExitConfig || !strings.Contains(out, f) {
+		t.Fatalf("fmt -check: %d %q", code, out)
+	}
+	if b, _ := os.ReadFile(f); !bytes.Equal(b, src) {
+		t.Fatal("fmt -check changed the file")
+	}
+	if _, _, code := run(t, "fmt", "-write", dir); code != ExitOK {
+		t.Fatalf("fmt -write exited %d", code)
+	}
+	b, _ := os.ReadFile(f)
+	golden(t, "fmt-written", string(b))
+	if out, _, code := run(t, "fmt", "-check", dir); code != ExitOK || out != "" {
+		t.Fatalf("fmt -check after -write: %d %q", code, out)
+	}
+}
+
+// copyQuickstart copies the quickstart example into a temp dir.
+func copyQuickstart(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join("..", "..", "examples", "quickstart")
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(src, e.Name()))
+		os.WriteFile(filepath.Join(dir, e.Name()), b, 0o755)
+	}
+	return dir
+}
+
+func TestPlanAndStatusGolden(t *testing.T) {
+	dir := copyQuickstart(t)
+	norm := func(s string) string { return strings.ReplaceAll(s, dir, "$DIR") }
+	out, errOut, code := run(t, "plan", "-config", dir)
+	if code != ExitOK {
+		t.Fatalf("plan exited %d: %s", code, errOut)
+	}
+	golden(t, "plan-quickstart", norm(out))
+	out, _, code = run(t, "rotate", "-dry-run", "-config", dir, "quickstart")
+	if code != ExitOK || norm(out) != mustRead(t, "testdata/plan-quickstart.golden") {
+		t.Fatalf("rotate -dry-run should print the plan: %d\n%s", code, out)
+	}
+	out, _, code = run(t, "status", "-config", dir)
+	if code != ExitOK {
+		t.Fatalf("status exited %d", code)
+	}
+	golden(t, "status-never", norm(out))
+	if _, err := os.Stat(filepath.Join(dir, "state", "rekey", "journal.db")); err == nil {
+		t.Fatal("status or plan created a journal")
+	}
+
+	out, _, code = run(t, "rotate", "-config", dir, "quickstart")
+	// The first rotation has no old key to revoke: it finishes at once.
+	if code != ExitOK || !strings.Contains(out, "quickstart: done") {
+		t.Fatalf("rotate: %d\n%s", code, out)
+	}
+	// The step lines have times and masked ids; normalise them.
+	steps := regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d  `).ReplaceAllString(out, "")
+	steps = regexp.MustCompile(`\d+(\.\d+)?(ms|µs|s)\b`).ReplaceAllString(steps, "D")
+	steps = regexp.MustCompile(`\*+[0-9a-f]{4}`).ReplaceAllString(steps, "KEY")
+	steps = regexp.MustCompile(`next check \S+`).ReplaceAllString(steps, "next check T")
+	golden(t, "rotate-quickstart", steps)
+
+	out, _, code = run(t, "status", "-config", dir)
+	if code != ExitOK {
+		t.Fatalf("status exited %d", code)
+	}
+	out = regexp.MustCompile(`\*+[0-9a-f]{4}`).ReplaceAllString(out, "KEY")
+	out = regexp.MustCompile(`\b\d+(s|m\d\ds)\b`).ReplaceAllString(out, "D")
+	golden(t, "status-after-rotate", out)
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestVersion(t *testing.T) {
+	out, _, code := run(t, "version")
+	if code != ExitOK || !regexp.MustCompile(`^rekey dev \(go1\.\d+`).MatchString(out) {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestRotateUsageErrors(t *testing.T) {
+	if _, errOut, code := run(t, "rotate", "-config", "testdata/bad.hcl"); code != ExitConfig || !strings.Contains(errOut, "name one or more policies, or -all") {
+		t.Fatalf("rotate without names: %d %s", code, errOut)
+	}
+	if _, errOut, code := run(t, "rotate", "-config", "testdata/bad.hcl", "payments"); code != ExitConfig || !strings.Contains(errOut, "bad.hcl:4") {
+		t.Fatalf("rotate with an invalid config should show the diagnostics: %d %s", code, errOut)
+	}
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# test-all.sh sets up everything rekey's test suite needs on a fresh Debian
+# machine that has only Go and apt, then runs the whole suite. It is the
+# README's test command, and .ci/run runs exactly it.
+#
+#   bash testenv/test-all.sh
+#
+# What it sets up, all from Debian packages or the Go module proxy:
+#   - awscli (Debian's, an independent client for the AWS emulator's
+#     conformance test); shellcheck (install scripts); systemd-analyze
+#   - HashiCorp Vault v1.21.0, built from the Go module proxy by
+#     testenv/vault/build.sh and cached outside the checkout
+#   - staticcheck, run from the Go module proxy at a pinned version
+# Servers (Vault, the AWS emulator, HTTP servers) are started by the tests
+# themselves on 127.0.0.1 and stopped when they end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Debian packages"
+missing=()
+[ -x /usr/bin/aws ] || missing+=(awscli)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v dpkg-deb >/dev/null || missing+=(dpkg)
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+	echo "all present"
+fi
+
+step "Vault test server (testenv/vault/build.sh)"
+REKEY_VAULT_BIN=$(bash testenv/vault/build.sh)
+export REKEY_VAULT_BIN
+echo "$REKEY_VAULT_BIN"
+
+# Tests that need a server fail instead of skipping when it is missing.
+export REKEY_TEST_REQUIRE_SERVERS=1
+export REKEY_TEST_PACKAGES=1
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-formatted:"; echo "$unformatted"; exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+step "cross-compile (windows/amd64, darwin/arm64)"
+GOOS=windows GOARCH=amd64 go build -o /dev/null ./cmd/rekey
+GOOS=darwin GOARCH=arm64 go build -o /dev/null ./cmd/rekey
+
+step "fuzz the policy loader (30s)"
+go test -run='^$' -fuzz=FuzzLoad -fuzztime=30s ./policies
+
+step "race detector on the engine and daemon (short mode)"
+go test -race -short -count=1 ./rotator/... ./internal/... ./cmd/...
+
+step "the whole suite"
+go test -count=1 -timeout 25m ./...
