@@ -279,10 +279,10 @@ func (ld *loading) decodeNotify(p *Policy, b *hcl.Block, f *file) {
 func (ld *loading) crossCheck(p *Policy, at attrRanges) {
 	s := p.Schedule
 	if s.MaxAge > 0 && s.Every > 0 && s.MaxAge <= s.Every {
-		ld.diags = append(ld.diags, errAt(at["max_age"], "max_age too short", fmt.Sprintf("max_age (%s) must be longer than every (%s): a key is rotated at every, and max_age is the limit past which it is rotated even outside the window and reported as overdue.", FormatDuration(s.MaxAge), FormatDuration(s.Every))))
+		ld.diags = append(ld.diags, errAt(at["max_age"], "Invalid max_age", fmt.Sprintf("max_age (%s) must be longer than every (%s): a key is rotated at every, and max_age is the limit past which it is rotated even outside the window and reported as overdue.", FormatDuration(s.MaxAge), FormatDuration(s.Every))))
 	}
 	if s.Jitter > 0 && s.Every > 0 && s.Jitter >= s.Every {
-		ld.diags = append(ld.diags, errAt(at["jitter"], "jitter too long", fmt.Sprintf("jitter (%s) must be shorter than every (%s); it spreads due times of many policies by a small fraction of the period.", FormatDuration(s.Jitter), FormatDuration(s.Every))))
+		ld.diags = append(ld.diags, errAt(at["jitter"], "Invalid jitter", fmt.Sprintf("jitter (%s) must be shorter than every (%s); it spreads due times of many policies by a small fraction of the period.", FormatDuration(s.Jitter), FormatDuration(s.Every))))
 	}
 	if s.Every > 0 && p.Revoke.After+p.Revoke.Soak >= s.Every {
 		r, ok := at["revoke"]
