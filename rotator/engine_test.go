@@ -25,7 +25,7 @@ type fixture struct {
 	evs  *[]Event
 }
 
-func newFixture(t *testing.T, prov providers.Provider) *fixture {
+func newFixture(t testing.TB, prov providers.Provider) *fixture {
 	t.Helper()
 	w := prov.(interface{ world() *world }).world()
 	p := &policies.Policy{
@@ -48,7 +48,7 @@ func newFixture(t *testing.T, prov providers.Provider) *fixture {
 	return &fixture{w: w, p: p, j: j, dir: dir, logs: &bytes.Buffer{}, evs: evs}
 }
 
-func (f *fixture) engine(t *testing.T, fps map[string]string) *Engine {
+func (f *fixture) engine(t testing.TB, fps map[string]string) *Engine {
 	t.Helper()
 	e, err := New(Options{Journal: f.j, Logger: zerolog.New(f.logs), Failpoints: fps, RecheckInterval: 5 * time.Millisecond,
 		Observers: []Observer{ObserverFunc(func(_ context.Context, ev Event) { *f.evs = append(*f.evs, ev) })}})
