@@ -616,22 +616,9 @@ func (r *run) stage(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := r.e.fp.hit(ctx, "stage.before"); err != nil {
-			return err
-		}
-		var v sinks.Version
-		if err := r.e.retry(ctx, r.p, func(ctx context.Context) (err error) {
-			v, err = sb.Sink.Stage(ctx, r.rotation(), r.sinkKey(sb), sr.State)
-			return err
-		}); err != nil {
-			return fmt.Errorf("staging to %s: %w", loc, err)
-		}
-		if err := r.e.fp.hit(ctx, "stage.after"); err != nil {
-			return err
-		}
-		sr.Staged = v
-		r.rec.Sinks[loc] = sr
-		if err := r.save(ctx, nil); err != nil {
+		if err := r.sinkCall(ctx, "stage", "staging to", sb, func(ctx context.Context, st sinks.State) (sinks.Version, error) {
+			return sb.Sink.Stage(ctx, r.rotation(), r.sinkKey(sb), st)
+		}, func(sr *SinkRecord, v sinks.Version) { sr.Staged = v }); err != nil {
 			return err
 		}
 	}
@@ -641,6 +628,26 @@ func (r *run) stage(ctx context.Context) error {
 	}
 	r.emit(ctx, StepStage, ResultOK, r.e.now().Sub(t0), nil)
 	return nil
+}
+
+// sinkCall runs one sink operation between its failpoints, retrying it
+// within the step timeout, and journals the version it returns.
+func (r *run) sinkCall(ctx context.Context, step, verb string, sb policies.SinkBlock, call func(context.Context, sinks.State) (sinks.Version, error), set func(*SinkRecord, sinks.Version)) error {
+	loc := sb.Sink.Location()
+	sr := r.rec.Sinks[loc]
+	if err := r.e.fp.hit(ctx, step+".before"); err != nil {
+		return err
+	}
+	var v sinks.Version
+	if err := r.e.retry(ctx, r.p, func(ctx context.Context) (err error) { v, err = call(ctx, sr.State); return err }); err != nil {
+		return fmt.Errorf("%s %s: %w", verb, loc, err)
+	}
+	if err := r.e.fp.hit(ctx, step+".after"); err != nil {
+		return err
+	}
+	set(&sr, v)
+	r.rec.Sinks[loc] = sr
+	return r.save(ctx, nil)
 }
 
 func (r *run) probe(ctx context.Context, target probes.Target, step, next Step) error {
@@ -686,22 +693,9 @@ func (r *run) promote(ctx context.Context) error {
 		if sr.Promoted != "" {
 			continue
 		}
-		if err := r.e.fp.hit(ctx, "promote.before"); err != nil {
-			return err
-		}
-		var v sinks.Version
-		if err := r.e.retry(ctx, r.p, func(ctx context.Context) (err error) {
-			v, err = sb.Sink.Promote(ctx, r.rotation(), r.sinkKey(sb), sr.State)
-			return err
-		}); err != nil {
-			return fmt.Errorf("promoting in %s: %w", loc, err)
-		}
-		if err := r.e.fp.hit(ctx, "promote.after"); err != nil {
-			return err
-		}
-		sr.Promoted = v
-		r.rec.Sinks[loc] = sr
-		if err := r.save(ctx, nil); err != nil {
+		if err := r.sinkCall(ctx, "promote", "promoting in", sb, func(ctx context.Context, st sinks.State) (sinks.Version, error) {
+			return sb.Sink.Promote(ctx, r.rotation(), r.sinkKey(sb), st)
+		}, func(sr *SinkRecord, v sinks.Version) { sr.Promoted = v }); err != nil {
 			return err
 		}
 	}
