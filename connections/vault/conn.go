@@ -267,12 +267,9 @@ func (c *Conn) readSecretIDLocked(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	fi, err := os.Stat(ar.SecretIDFile)
-	if err != nil || stampOf(fi) == c.secretIDStamp {
+	if err != nil || (stampOf(fi) == c.secretIDStamp && !c.secretID.IsZero()) {
 		if !c.secretID.IsZero() {
 			return c.secretID.Reveal(), nil
-		}
-		if err == nil {
-			err = errors.New("file unchanged since it was last read")
 		}
 		return "", fileErr(fmt.Errorf("reading the secret id of vault %q: %w", c.name, err))
 	}
