@@ -105,7 +105,10 @@ path "auth/approle/role/app/secret-id-accessor/*"  { capabilities = ["update"] }
 
 	// Let rekey's own token expire and be replaced while idle.
 	deadline := time.Now().Add(30 * time.Second)
-	for conn.Logins() < 2 && time.Now().Before(deadline) {
+	for conn.Logins() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("rekey's own token was not replaced after its max TTL")
+		}
 		time.Sleep(50 * time.Millisecond)
 	}
 
