@@ -2,7 +2,9 @@ package policies
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 
@@ -10,12 +12,28 @@ import (
 	"github.com/hashicorp/hcl/v2/hcled"
 )
 
-// WriteDiagnostics renders diags for a terminal, each with FILE:LINE,COL
-// and a snippet of the source taken from files (Loader.Files; nil
-// renders without snippets). Detail text is not wrapped; color adds ANSI
-// highlighting.
+// WriteDiagnostics renders diags for a terminal. Each starts with a
+// FILE:LINE:COL header (the form editors and CI annotators jump to),
+// followed by the source snippet taken from files (Loader.Files; nil renders
+// without snippets) and the detail. Detail text is not wrapped; color adds
+// ANSI highlighting.
 func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, color bool) error {
-	return hcl.NewDiagnosticTextWriter(w, files, 0, color).WriteDiagnostics(diags)
+	for _, d := range diags {
+		var buf bytes.Buffer
+		if err := hcl.NewDiagnosticTextWriter(&buf, files, 0, color).WriteDiagnostic(d); err != nil {
+			return err
+		}
+		if d.Subject != nil {
+			r := d.Subject
+			if _, err := fmt.Fprintf(w, "%s:%d:%d: ", r.Filename, r.Start.Line, r.Start.Column); err != nil {
+				return err
+			}
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DiagnosticsJSON renders diags in the shape of `terraform validate
