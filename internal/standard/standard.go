@@ -6,6 +6,8 @@ package standard
 import (
 	_ "github.com/rekeyhq/rekey/connections/aws"
 	_ "github.com/rekeyhq/rekey/connections/vault"
+	_ "github.com/rekeyhq/rekey/notifiers/exec"
+	_ "github.com/rekeyhq/rekey/notifiers/webhook"
 	_ "github.com/rekeyhq/rekey/probes/awssts"
 	_ "github.com/rekeyhq/rekey/probes/exec"
 	_ "github.com/rekeyhq/rekey/probes/http"
