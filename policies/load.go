@@ -11,6 +11,7 @@ import (
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/rekeyhq/rekey/plugin"
@@ -244,11 +245,11 @@ func (ld *loading) decode() {
 }
 
 // reservedTopLevel are the top-level names that are not connection kinds.
-var reservedTopLevel = map[string]bool{"state_dir": true, "log": true, "server": true, "policy": true}
+var reservedTopLevel = map[string]bool{"state_dir": true, "disable_mlock": true, "log": true, "server": true, "policy": true}
 
 func topSchema() *hcl.BodySchema {
 	s := &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "state_dir"}},
+		Attributes: []hcl.AttributeSchema{{Name: "state_dir"}, {Name: "disable_mlock"}},
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "log"},
 			{Type: "server"},
@@ -264,10 +265,18 @@ func topSchema() *hcl.BodySchema {
 }
 
 func (ld *loading) decodeSettings() {
-	var stateDir, logBlock, serverBlock *hcl.Range
+	var stateDir, mlock, logBlock, serverBlock *hcl.Range
 	for _, f := range ld.files {
 		if f.content == nil {
 			continue
+		}
+		if attr, ok := f.content.Attributes["disable_mlock"]; ok {
+			if mlock != nil {
+				ld.diags = append(ld.diags, duplicate(attr.NameRange, *mlock, "disable_mlock setting", "disable_mlock may be set once, in one file."))
+			} else {
+				mlock = attr.NameRange.Ptr()
+				ld.diags = append(ld.diags, gohcl.DecodeExpression(attr.Expr, f.ctx, &ld.cfg.DisableMlock)...)
+			}
 		}
 		if attr, ok := f.content.Attributes["state_dir"]; ok {
 			if stateDir != nil {

@@ -23,6 +23,9 @@ type Config struct {
 	Files []string
 	// StateDir holds the journal and its lock.
 	StateDir string
+	// DisableMlock turns off locking the daemon's memory (mlockall), for
+	// hosts where it is not permitted; secrets may then reach swap.
+	DisableMlock bool
 	// Log holds logging settings.
 	Log LogSettings
 	// Server is the optional listener for metrics, health and control.
