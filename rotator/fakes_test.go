@@ -108,7 +108,6 @@ func (w *world) check() {
 
 type fprov struct {
 	w            *world
-	list, deact  bool
 	usageDelay   time.Duration
 	createReturn func() // called after the key exists, before returning
 }

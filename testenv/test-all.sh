@@ -8,6 +8,7 @@
 # What it sets up, all from Debian packages or the Go module proxy:
 #   - awscli (Debian's, an independent client for the AWS emulator's
 #     conformance test); shellcheck (install scripts); systemd-analyze
+#     (the unit); dpkg-deb and rpm (inspecting the built packages)
 #   - HashiCorp Vault v1.21.0, built from the Go module proxy by
 #     testenv/vault/build.sh and cached outside the checkout
 #   - staticcheck, run from the Go module proxy at a pinned version
@@ -24,6 +25,7 @@ missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
+command -v rpm >/dev/null || missing+=(rpm)
 if [ ${#missing[@]} -gt 0 ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
