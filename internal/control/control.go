@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/rekeyhq/rekey/rotator"
@@ -72,7 +73,9 @@ type Server struct {
 	srv    *http.Server
 }
 
-// Listen creates the socket (removing a stale one) with mode 0600.
+// Listen creates the socket (removing a stale one) with mode 0600. On
+// Windows (10 and later support AF_UNIX sockets) access is governed by the
+// state directory's ACL instead of a file mode.
 func Listen(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
 		c.Close()
@@ -82,6 +85,9 @@ func Listen(path string) (net.Listener, error) {
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listening on control socket: %w", err)
+	}
+	if runtime.GOOS == "windows" {
+		return ln, nil
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
