@@ -3,14 +3,11 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/install"
 )
@@ -271,44 +268,5 @@ func TestSystemdQuote(t *testing.T) {
 	}
 	if _, err := renderUnit(install.SystemdUnit, "/usr/bin/rekey", "/etc/rekey\nUser=root"); err == nil {
 		t.Fatal("renderUnit accepted a path with a newline")
-	}
-}
-
-// eventRecorder is a service.Logger that keeps what it is given.
-type eventRecorder struct{ events []string }
-
-func (r *eventRecorder) add(level string, v ...any) error {
-	r.events = append(r.events, level+": "+fmt.Sprint(v...))
-	return nil
-}
-func (r *eventRecorder) Error(v ...any) error            { return r.add("error", v...) }
-func (r *eventRecorder) Warning(v ...any) error          { return r.add("warning", v...) }
-func (r *eventRecorder) Info(v ...any) error             { return r.add("info", v...) }
-func (r *eventRecorder) Errorf(f string, v ...any) error { return r.add("error", fmt.Sprintf(f, v...)) }
-func (r *eventRecorder) Warningf(f string, v ...any) error {
-	return r.add("warning", fmt.Sprintf(f, v...))
-}
-func (r *eventRecorder) Infof(f string, v ...any) error { return r.add("info", fmt.Sprintf(f, v...)) }
-
-func TestEventLogWriter(t *testing.T) {
-	t.Parallel()
-	rec := &eventRecorder{}
-	w := newEventLogWriter(rec)
-	w.Write([]byte("/etc/rekey/p.hcl:3:1: Unsupported argument\n  An argument named \"x\" is not expected here.\n\n"))
-	log := zerolog.New(w).With().Timestamp().Logger()
-	log.Info().Int("policies", 2).Msg("rekey started")
-	log.Warn().Str("policy", "db").Msg("probe retry")
-	log.Error().Err(os.ErrPermission).Str("policy", "db").Msg("rotation failed")
-	w.Write([]byte("rekey: /etc/rekey: 1 error"))
-	w.Close()
-	want := []string{
-		"error: /etc/rekey/p.hcl:3:1: Unsupported argument\n  An argument named \"x\" is not expected here.",
-		"info: rekey started\npolicies: 2",
-		"warning: probe retry\npolicy: db",
-		"error: rotation failed\nerror: permission denied\npolicy: db",
-		"error: rekey: /etc/rekey: 1 error",
-	}
-	if strings.Join(rec.events, "\n---\n") != strings.Join(want, "\n---\n") {
-		t.Fatalf("events:\n%s\n\nwant:\n%s", strings.Join(rec.events, "\n---\n"), strings.Join(want, "\n---\n"))
 	}
 }
