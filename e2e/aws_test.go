@@ -29,6 +29,8 @@ type iamSpec struct {
 	aws       *awsEnv
 	vault     *vaultEnv
 	dependent *awsDependent
+	// kvPath is the vault_kv sink's path under secret/ (default iamKVPath).
+	kvPath string
 	// vaultFirst lists the vault_kv sink before aws_secretsmanager.
 	vaultFirst bool
 	// reload adds a reload hook that POSTs to the dependent's /reload.
@@ -69,7 +71,7 @@ policy %q {
     mount      = "secret"
     path       = %q
   }
-`, iamKVPath)
+`, or(s.kvPath, iamKVPath))
 	}
 	if s.vaultFirst {
 		b.WriteString(kv + sm)

@@ -306,4 +306,3 @@ func errText(err error) string {
 	}
 	return err.Error()
 }
-

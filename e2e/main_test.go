@@ -16,7 +16,7 @@ import (
 // helperEnv makes the test binary act as a tiny HTTP client instead of
 // running tests: the reload hooks of the policies run it to tell a
 // dependent to reload, so that the tests need no curl.
-const helperEnv = "REKEY_E2E_POST"
+const helperEnv = "E2E_HELPER_POST_URL"
 
 // awsFiles are the shared config and credentials files of the whole test
 // process. aws connections take their credentials from the standard chain,
