@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/kardianos/service"
 )
+
+// consoleLine matches a line of zerolog's console format without colours
+// (log { format = "console" }) and captures its level.
+var consoleLine = regexp.MustCompile(`^\d\d:\d\d:\d\d (TRC|DBG|INF|WRN|ERR|FTL|PNC) `)
 
 // maxTextLines bounds how many plain-text lines eventLogWriter gathers into
 // one event.
@@ -18,8 +23,9 @@ const maxTextLines = 100
 // eventLogWriter is the stdout and stderr of a daemon hosted by a service
 // manager: it turns each JSON log line of the daemon's logger into one
 // entry of the service.Logger (the Windows Event Log), with the level of
-// the line, and gathers plain-text lines (configuration diagnostics) into
-// one error entry, sent before the next JSON line or on Close.
+// the line (lines of zerolog's console format too), and gathers other
+// plain-text lines (configuration diagnostics) into one entry, an error
+// unless they hold only warnings, sent before the next log line or on Close.
 type eventLogWriter struct {
 	mu   sync.Mutex
 	log  service.Logger
@@ -77,6 +83,18 @@ func (w *eventLogWriter) line(s string) {
 		}
 		return
 	}
+	if m := consoleLine.FindStringSubmatch(s); m != nil {
+		w.flushText()
+		switch m[1] {
+		case "ERR", "FTL", "PNC":
+			_ = w.log.Error(s)
+		case "WRN":
+			_ = w.log.Warning(s)
+		default:
+			_ = w.log.Info(s)
+		}
+		return
+	}
 	if strings.TrimSpace(s) == "" && len(w.text) == 0 {
 		return
 	}
@@ -90,8 +108,13 @@ func (w *eventLogWriter) flushText() {
 	if len(w.text) == 0 {
 		return
 	}
-	_ = w.log.Error(strings.TrimRight(strings.Join(w.text, "\n"), "\n "))
+	msg := strings.TrimRight(strings.Join(w.text, "\n"), "\n ")
 	w.text = nil
+	if strings.Contains(msg, "Error: ") || !strings.Contains(msg, "Warning: ") {
+		_ = w.log.Error(msg)
+		return
+	}
+	_ = w.log.Warning(msg)
 }
 
 // formatLogRecord renders a zerolog record as its message followed by one
