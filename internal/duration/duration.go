@@ -1,81 +1,134 @@
 // Package duration parses durations as rekey's configuration writes them:
 // Go's syntax ("90s", "1h30m") plus days ("30d") and weeks ("2w"), which
-// time.ParseDuration does not know.
+// time.ParseDuration does not know. The policy loader and every plugin
+// parse durations with it.
 package duration
 
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Parse parses s. A leading sign, fractions and mixed units are accepted
-// ("1d12h", "1.5d"); "d" is 24 hours and "w" is 7 days.
+// Day and Week are the duration units d and w of policy files.
+const (
+	Day  = 24 * time.Hour
+	Week = 7 * Day
+)
+
+// Parse parses a policy duration: a possibly signed sequence of
+// decimal numbers, each followed by a unit, such as "90d", "1h30m", "2w" or
+// "1.5h". The units are those of time.ParseDuration (ns, us, µs, ms, s, m,
+// h) plus d (24h) and w (7d). A bare "0" is zero.
 func Parse(s string) (time.Duration, error) {
-	orig := s
-	if s == "" {
-		return 0, errors.New(`empty duration; write a number and a unit, such as "30s", "5m", "1h" or "30d"`)
-	}
-	neg := false
-	if s[0] == '-' || s[0] == '+' {
-		neg = s[0] == '-'
-		s = s[1:]
-		if s == "" {
-			return 0, invalid(orig)
-		}
-	}
-	if s == "0" {
+	if s == "0" || s == "-0" || s == "+0" {
 		return 0, nil
 	}
-	var total float64
-	for s != "" {
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	rest := s
+	neg := false
+	if rest[0] == '-' || rest[0] == '+' {
+		neg = rest[0] == '-'
+		rest = rest[1:]
+	}
+	if rest == "" {
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
+	var total int64
+	for rest != "" {
 		i := 0
-		for i < len(s) && (s[i] == '.' || (s[i] >= '0' && s[i] <= '9')) {
+		for i < len(rest) && (rest[i] == '.' || rest[i] >= '0' && rest[i] <= '9') {
 			i++
 		}
-		if i == 0 {
-			return 0, invalid(orig)
+		num := rest[:i]
+		if num == "" || num == "." {
+			return 0, fmt.Errorf("invalid duration %q", s)
 		}
-		n, err := strconv.ParseFloat(s[:i], 64)
-		if err != nil {
-			return 0, invalid(orig)
-		}
-		s = s[i:]
+		rest = rest[i:]
 		j := 0
-		for j < len(s) && !(s[j] == '.' || (s[j] >= '0' && s[j] <= '9')) {
+		for j < len(rest) && rest[j] != '.' && (rest[j] < '0' || rest[j] > '9') {
 			j++
 		}
-		unit, ok := units[s[:j]]
-		if !ok {
-			return 0, invalid(orig)
+		unit := rest[:j]
+		rest = rest[j:]
+		var part int64
+		switch unit {
+		case "":
+			return 0, fmt.Errorf("missing unit in duration %q", s)
+		case "d", "w":
+			f, err := strconv.ParseFloat(num, 64)
+			if err != nil {
+				return 0, fmt.Errorf("invalid duration %q", s)
+			}
+			u := float64(Day)
+			if unit == "w" {
+				u = float64(Week)
+			}
+			v := f * u
+			if v >= math.MaxInt64 {
+				return 0, fmt.Errorf("duration %q is too large", s)
+			}
+			part = int64(v)
+		default:
+			if strings.ContainsAny(unit, "+-") {
+				return 0, fmt.Errorf("invalid duration %q", s)
+			}
+			d, err := time.ParseDuration(num + unit)
+			if err != nil {
+				if strings.Contains(err.Error(), "unknown unit") {
+					return 0, fmt.Errorf("unknown unit %q in duration %q", unit, s)
+				}
+				return 0, fmt.Errorf("invalid duration %q", s)
+			}
+			part = int64(d)
 		}
-		s = s[j:]
-		total += n * float64(unit)
+		if total > math.MaxInt64-part {
+			return 0, fmt.Errorf("duration %q is too large", s)
+		}
+		total += part
 	}
-	if total > float64(1<<63-1) {
-		return 0, fmt.Errorf("duration %q is too long", orig)
-	}
-	d := time.Duration(total)
 	if neg {
+		total = -total
+	}
+	return time.Duration(total), nil
+}
+
+// Format renders d with the largest units that divide it exactly,
+// for messages and documentation: 720h is "30d", 336h is "2w", 90m is
+// "1h30m".
+func Format(d time.Duration) string {
+	if d == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	if d < 0 {
+		b.WriteByte('-')
+		if d == math.MinInt64 {
+			return d.String()
+		}
 		d = -d
 	}
-	return d, nil
-}
-
-var units = map[string]time.Duration{
-	"ns": time.Nanosecond,
-	"us": time.Microsecond,
-	"µs": time.Microsecond,
-	"ms": time.Millisecond,
-	"s":  time.Second,
-	"m":  time.Minute,
-	"h":  time.Hour,
-	"d":  24 * time.Hour,
-	"w":  7 * 24 * time.Hour,
-}
-
-func invalid(s string) error {
-	return fmt.Errorf(`invalid duration %q; write a number and a unit (ns, us, ms, s, m, h, d, w), such as "30s", "5m", "1h" or "30d"`, strings.TrimSpace(s))
+	if d%time.Second != 0 {
+		b.WriteString(d.String())
+		return b.String()
+	}
+	if d%Week == 0 {
+		fmt.Fprintf(&b, "%dw", d/Week)
+		return b.String()
+	}
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{Day, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}} {
+		if n := d / u.d; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			d -= n * u.d
+		}
+	}
+	return b.String()
 }
