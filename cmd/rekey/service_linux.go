@@ -39,14 +39,14 @@ type systemdManager struct {
 }
 
 func newServiceManager(o serviceOptions) (serviceManager, error) {
-	sc, err := exec.LookPath("systemctl")
-	if err != nil {
-		return nil, fmt.Errorf("systemctl not found: rekey service supports systemd only on Linux; with another init system, run `rekey run -config PATH` from a service definition of your own")
-	}
 	if o.root != "" {
 		if st, err := os.Stat(o.root); err != nil || !st.IsDir() {
 			return nil, refused("-root %s is not a directory", o.root)
 		}
+	}
+	sc, err := exec.LookPath("systemctl")
+	if err != nil {
+		return nil, fmt.Errorf("systemctl not found: rekey service supports systemd only on Linux; with another init system, run `rekey run -config PATH` from a service definition of your own")
 	}
 	return &systemdManager{o: o, systemctl: sc}, nil
 }
