@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -428,4 +429,69 @@ func ledgerCodes(calls []awsemu.Call, action string) map[string]int {
 		}
 	}
 	return m
+}
+
+// TestIAMDependentStillUsesOldKey: the policy forgot to reload the
+// dependent, which keeps the old key it read at start. Verify passes (the
+// old key still works), but once the old key is deactivated for the soak
+// the dependent fails: the old key is re-activated at once and the policy
+// is stuck. Rotate returns (it does not keep retrying), the scheduler's
+// Advance leaves the old key alone, and once the operator has fixed the
+// dependent, rekey rotate finishes the rotation.
+func TestIAMDependentStillUsesOldKey(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	a := startAWS(h, 0)
+	arn, oldID, oldSec := a.seedUser(iamUser)
+	a.createSecret(iamSecretID, oldID, oldSec)
+	dep := newAWSDependent(a, iamSecretID, arn, true)
+	h.src = iamSpec{aws: a, dependent: dep, soak: "1s", depTimeout: "1s"}.hcl(h)
+	p := h.start(nil)
+
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	out, err := p.e.Rotate(ctx, iamPolicy, rotator.RotateOptions{UntilDone: true})
+	h.note(out.Err, err)
+	if err != nil || out.Result != "stuck" {
+		t.Fatalf("rotation whose dependent still uses the old key: %s at %s (%v, %v), want stuck\nevents: %v", out.Result, out.Step, out.Err, err, stepsOf(h.eventLog()))
+	}
+	if !hasEvent(h.eventLog(), rotator.StepSoak, rotator.ResultReactivated) {
+		t.Errorf("no soak/reactivated event: %v", stepsOf(h.eventLog()))
+	}
+	keys := a.srv.Keys(iamUser)
+	if len(keys) != 2 || keys[0].ID != oldID || keys[0].Status != "Active" {
+		t.Fatalf("IAM keys after the soak failed: %+v, want the old key re-activated next to the new one", keys)
+	}
+	h.keyID("the new access key id", keys[1].ID)
+	if n := ledgerCodes(a.srv.Ledger(), "UpdateAccessKey")[""]; n != 2 {
+		t.Errorf("UpdateAccessKey called %d times, want 2 (deactivate, re-activate)", n)
+	}
+	if err := dep.check(h.ctx); err != nil {
+		t.Errorf("the dependent does not work again after the re-activation: %v", err)
+	}
+
+	// The scheduler looks at the policy again: it is stuck, nothing happens.
+	out, err = p.e.Advance(h.ctx, iamPolicy)
+	h.note(out.Err, err)
+	if err != nil || out.Result != "stuck" {
+		t.Errorf("Advance of the stuck policy: %s at %s (%v, %v), want stuck", out.Result, out.Step, out.Err, err)
+	}
+	if n := ledgerCodes(a.srv.Ledger(), "UpdateAccessKey")[""]; n != 2 {
+		t.Errorf("the stuck policy deactivated the old key again: UpdateAccessKey called %d times, want 2", n)
+	}
+
+	// The operator fixes the dependent, then runs rekey rotate.
+	if err := dep.load(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	out = h.rotate(p, iamPolicy)
+	if out.Result != "done" {
+		t.Fatalf("rekey rotate after fixing the dependent: %s at %s (%v)", out.Result, out.Step, out.Err)
+	}
+	if keys := a.srv.Keys(iamUser); len(keys) != 1 || keys[0].ID == oldID {
+		t.Errorf("IAM keys at the end: %+v, want only the new key", keys)
+	}
+	if err := dep.check(h.ctx); err != nil {
+		t.Errorf("the dependent at the end: %v", err)
+	}
 }
