@@ -941,7 +941,13 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 	if stepTimeout <= 0 {
 		stepTimeout = 2 * time.Minute
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stepTimeout)
+	// Each sink restore gets a step timeout of its own: a sink that cannot
+	// be reached must not use up the others' time and leave them serving
+	// the new key.
+	bounded := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), stepTimeout)
+	}
+	rctx, cancel := bounded()
 	defer cancel()
 	if r.rec.Step != StepRollback {
 		r.rec.Step = StepRollback
@@ -963,7 +969,9 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 		if !ok || !sr.PrevRead {
 			continue
 		}
-		err := r.e.retry(rctx, r.p, func(ctx context.Context) error { return sb.Sink.Rollback(ctx, rot, sr.State) })
+		sctx, scancel := bounded()
+		err := r.e.retry(sctx, r.p, func(ctx context.Context) error { return sb.Sink.Rollback(ctx, rot, sr.State) })
+		scancel()
 		switch {
 		case errors.Is(err, plugin.ErrConflict):
 			r.log.Warn().Str("sink", loc).Msg("sink changed by another writer since this rotation; it does not serve the new key, leaving it as it is")
