@@ -279,6 +279,12 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, force, m
 		}
 		return e.start(ctx, p, st, manual)
 	}
+	if st.Stuck && !force && st.Active.Committed() {
+		// Dependents failed during the soak and the old key was re-activated:
+		// it is not deactivated again until an operator runs rekey rotate.
+		msg := fmt.Sprintf("stuck at step %s (%s); fix the cause, then run: rekey rotate %s", st.Active.Step, st.LastError, p.Name)
+		return Outcome{Policy: p.Name, RotationID: st.Active.ID, Step: st.Active.Step, Result: "stuck", Decision: Decision{Reason: ReasonStuck, Message: msg}}, nil
+	}
 	r := &run{e: e, p: p, rec: *st.Active, log: e.log.With().Str("policy", p.Name).Str("rotation_id", st.Active.ID).Logger()}
 	if key, ok := e.takeLive(st.Active.ID, false); ok {
 		r.key = key
@@ -574,6 +580,9 @@ func (r *run) resume(ctx context.Context) (Outcome, error) {
 				return r.rollback(ctx, err)
 			}
 			r.emit(ctx, step, ResultFailed, r.e.now().Sub(t0), err)
+			if errors.Is(err, errStuckSoak) {
+				return Outcome{Policy: r.p.Name, RotationID: r.rec.ID, Step: r.rec.Step, Result: "stuck", Err: err}, nil
+			}
 			next := r.e.now().Add(r.e.opts.RecheckInterval)
 			return Outcome{Policy: r.p.Name, RotationID: r.rec.ID, Step: r.rec.Step, Result: "committed", Err: err, Next: next}, nil
 		}
