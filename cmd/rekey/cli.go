@@ -56,7 +56,7 @@ func init() {
 		{"status", "[-config PATH] [-json]", "show each policy's key, age, last result, next due and rotation in flight", (*app).cmdStatus},
 		{"validate", "[-json] [PATH]", "check policy files; exit 0 when valid, 1 when not", (*app).cmdValidate},
 		{"fmt", "[-check] [-write] [PATH]", "rewrite policy files in canonical layout", (*app).cmdFmt},
-		{"service", "install|uninstall|start|stop|restart|status [-config PATH]", "manage rekey as a system service (systemd, Windows)", (*app).cmdService},
+		{"service", "install|uninstall|start|stop|restart|status [-config PATH]", "manage rekey as a system service (systemd, Windows, launchd)", (*app).cmdService},
 		{"version", "", "print the version", (*app).cmdVersion},
 	}
 }

@@ -418,6 +418,9 @@ func TestDaemonRotatesAndStatusShowsIt(t *testing.T) {
 	if st.Generation != 2 || st.LastResult != "done" {
 		t.Fatalf("status after rotate: %+v", st)
 	}
+	if fi, err := os.Stat(q.path("state/rekey/rekey.sock")); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket: %v %v", fi, err)
+	}
 	text, _ := q.rekey("status", "-config", q.dir)
 	if !strings.Contains(text, "quickstart") || !strings.Contains(text, st.CurrentKey) || !strings.Contains(text, "done") {
 		t.Fatalf("status text:\n%s", text)
