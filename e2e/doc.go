@@ -19,5 +19,5 @@
 //	go test ./e2e/
 //
 // Without REKEY_VAULT_BIN the tests that need Vault are skipped (failed
-// when REKEY_TEST_REQUIRE_SERVERS=1). See docs/readme/testing-e2e.md.
+// when REKEY_TEST_REQUIRE_SERVERS=1). See the README, "Development".
 package e2e

@@ -30,7 +30,7 @@ import (
 // only when a field is renamed or removed or changes meaning.
 const SchemaVersion = 1
 
-// Record is one line of the audit file. docs/readme/observability.md
+// Record is one line of the audit file. the README ("Audit file")
 // documents every field.
 type Record struct {
 	Version    int               `json:"v"`

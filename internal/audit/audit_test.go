@@ -21,7 +21,7 @@ import (
 	"github.com/rekeyhq/rekey/secret"
 )
 
-// schema is the documented field set (docs/readme/observability.md).
+// schema is the documented field set (README, "Audit file").
 var schema = map[string]bool{
 	"v": true, "time": true, "host": true, "policy": true, "rotation_id": true,
 	"generation": true, "step": true, "result": true, "new_key_id": true,

@@ -2,7 +2,7 @@
 // system with a command-line tool or an API a script can call. Each
 // operation (create, delete, and optionally list, deactivate, activate and
 // last_used) is a command that rekey runs with a small JSON contract on
-// stdout; see docs/readme/plugin-provider-exec.md.
+// stdout; see the README, "Provider exec".
 package exec
 
 import (
