@@ -82,3 +82,13 @@ func (e *Env) Connection(expr hcl.Expression, kind string) (any, hcl.Diagnostics
 	}
 	return c, nil
 }
+
+// Subject returns r as a diagnostic subject, or the block's definition
+// range when r is empty (an optional attribute that was not written), so
+// that every diagnostic of a plugin points at source.
+func (e *Env) Subject(r hcl.Range) *hcl.Range {
+	if r.Filename == "" {
+		return e.DefRange.Ptr()
+	}
+	return r.Ptr()
+}

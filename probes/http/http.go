@@ -98,12 +98,7 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	at := func(r hcl.Range) *hcl.Range {
-		if r.Filename == "" {
-			return env.DefRange.Ptr()
-		}
-		return r.Ptr()
-	}
+	at := env.Subject
 	errAt := func(r *hcl.Range, summary, detail string) {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: r})
 	}

@@ -51,12 +51,7 @@ func newSink(env *plugin.Env, body hcl.Body) (*Sink, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	at := func(r hcl.Range) *hcl.Range {
-		if r.Filename == "" {
-			return env.DefRange.Ptr()
-		}
-		return r.Ptr()
-	}
+	at := env.Subject
 	add := func(sev hcl.DiagnosticSeverity, r hcl.Range, summary, detail string) {
 		diags = append(diags, &hcl.Diagnostic{Severity: sev, Summary: summary, Detail: detail, Subject: at(r)})
 	}
