@@ -239,21 +239,31 @@ func Dial(stateDir string) *Client {
 	return &Client{http: &http.Client{Transport: tr}}
 }
 
+// do sends a request; a reply other than 200 becomes the daemon's error.
+func (c *Client) do(req *http.Request) (*http.Response, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the daemon: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return nil, fmt.Errorf("daemon: %s", e.Error)
+	}
+	return resp, nil
+}
+
 func (c *Client) get(ctx context.Context, path string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://rekey"+path, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.do(req)
 	if err != nil {
-		return fmt.Errorf("asking the daemon: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("daemon: %s", e.Error)
-	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
@@ -285,16 +295,11 @@ func (c *Client) Rotate(ctx context.Context, req RotateRequest, fn func(Message)
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(hreq)
+	resp, err := c.do(hreq)
 	if err != nil {
-		return fmt.Errorf("asking the daemon: %w", err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("daemon: %s", e.Error)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
