@@ -158,13 +158,34 @@ func (q *qsEnv) rekey(args ...string) (string, int) {
 
 type daemon struct {
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *lockedBuffer
 	done chan error
 }
 
+// lockedBuffer collects a child's output, written by exec's copying
+// goroutine while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Bytes() []byte { return []byte(l.String()) }
+
 func (q *qsEnv) startDaemon(env ...string) *daemon {
 	q.t.Helper()
-	d := &daemon{cmd: q.command(env, "run", "-config", q.dir), logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemon{cmd: q.command(env, "run", "-config", q.dir), logs: &lockedBuffer{}, done: make(chan error, 1)}
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		q.t.Fatal(err)
