@@ -136,7 +136,7 @@ func TestDaemonAsAService(t *testing.T) {
 	ns := newNotifySocket(t)
 	d := q.startDaemon("NOTIFY_SOCKET="+ns.path, "WATCHDOG_USEC=200000")
 	ns.waitFor(t, "READY=1", 1)
-	ns.waitFor(t, "STATUS=", 1)
+	ns.waitFor(t, "STATUS=1 policy; next rotation quickstart in ", 1)
 	ns.waitFor(t, "WATCHDOG=1", 3)
 	st := q.waitSettled(d)
 	if st.LastResult != "done" {

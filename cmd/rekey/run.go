@@ -146,7 +146,6 @@ func (a *app) daemon(ctx context.Context, cfgPath string) int {
 	ready.Store(true)
 	refresh.trigger()
 	notifyState(log, sdnotify.Ready)
-	notifyStatus(log, cfg)
 	if w, ok := sdnotify.NewWatchdog(); ok {
 		w.OnError = func(err error) { log.Warn().Err(err).Msg("watchdog ping failed") }
 		log.Info().Dur("interval", w.Interval()).Msg("systemd watchdog enabled")
@@ -182,7 +181,6 @@ func (a *app) daemon(ctx context.Context, cfgPath string) int {
 			}
 			refresh.trigger()
 			notifyState(log, sdnotify.Ready)
-			notifyStatus(log, cfg)
 		case err := <-done:
 			if err != nil {
 				log.Error().Err(err).Msg("scheduler stopped")
@@ -236,10 +234,38 @@ func notifyState(log zerolog.Logger, fn func() error) {
 	}
 }
 
-func notifyStatus(log zerolog.Logger, cfg *policies.Config) {
-	if err := sdnotify.Status(fmt.Sprintf("%d policies", len(cfg.Policies))); err != nil {
-		log.Warn().Err(err).Msg("notifying systemd")
+// statusLine summarises the policies for `systemctl status`: how many, the
+// next rotation due, and how many are stuck.
+func statusLine(st []rotator.PolicyStatus, now time.Time) string {
+	n, stuck := 0, 0
+	var next rotator.PolicyStatus
+	for _, s := range st {
+		if !s.Configured {
+			continue
+		}
+		n++
+		if s.Stuck {
+			stuck++
+		}
+		if !s.NextDue.IsZero() && (next.NextDue.IsZero() || s.NextDue.Before(next.NextDue)) {
+			next = s
+		}
 	}
+	line := fmt.Sprintf("%d policies", n)
+	if n == 1 {
+		line = "1 policy"
+	}
+	if next.Policy != "" {
+		if d := next.NextDue.Sub(now); d > 0 {
+			line += fmt.Sprintf("; next rotation %s in %s", next.Policy, humanDuration(d))
+		} else {
+			line += fmt.Sprintf("; next rotation %s now", next.Policy)
+		}
+	}
+	if stuck > 0 {
+		line += fmt.Sprintf("; %d STUCK (rekey status)", stuck)
+	}
+	return line
 }
 
 // serveHTTP serves /metrics, /healthz (the process answers) and /readyz
@@ -314,6 +340,9 @@ func (r *metricsRefresher) run(ctx context.Context) {
 		st, err := r.e.Status(ctx)
 		if err != nil {
 			continue
+		}
+		if sdnotify.Enabled() {
+			_ = sdnotify.Status(statusLine(st, time.Now()))
 		}
 		for _, s := range st {
 			p, ok := r.e.Policy(s.Policy)
