@@ -337,3 +337,29 @@ func TestRefusesFilesOthersCanChange(t *testing.T) {
 		t.Fatalf("signing key 0644: exit %d\n%s", code, out)
 	}
 }
+
+// TestTwoInstancesAtOnce: a second daemon on the same state directory
+// refuses to start (the journal lock), says why, and the first one goes on
+// undisturbed.
+func TestTwoInstancesAtOnce(t *testing.T) {
+	q := newQuickstart(t, "")
+	q.seed()
+	stop := q.watch()
+	d := q.startDaemon()
+	q.waitSettled(d)
+	out, code := q.rekey("run", "-config", q.dir)
+	if code != ExitRuntime || !strings.Contains(out, "locked by another rekey process") {
+		t.Fatalf("second daemon: exit %d\n%s", code, out)
+	}
+	if out, code := q.rekey("rotate", "-wait", "-config", q.dir, "quickstart"); code != 0 || !strings.Contains(out, "quickstart: done") {
+		t.Fatalf("the first daemon stopped answering: %d\n%s", code, out)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range stop() {
+		t.Error(v)
+	}
+	q.assertSettledState(q.status()[0])
+}
