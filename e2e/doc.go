@@ -8,7 +8,8 @@
 // The package has no non-test code. Its tests cover an IAM key rotated
 // into Secrets Manager and Vault KV (with eventual consistency, a full
 // provider, a failing dependent, and a crash at every failpoint), an
-// AppRole secret id rotated through Vault KV, a Vault sealed in the middle
+// AppRole secret id rotated through Vault KV (also crashed at every
+// failpoint), a Vault sealed in the middle
 // of a rotation, and a leak check: every log line, event, error and the
 // journal file are searched for every secret the test knows. Benchmarks
 // report rotations per second and the mean latency of each step.
