@@ -284,7 +284,7 @@ func TestSoakFailureReactivatesOldKeyAndSticks(t *testing.T) {
 func TestDrainWaitsWhileOldKeyIsUsedAfterCommit(t *testing.T) {
 	w := newWorld(t)
 	w.maxKeys = 2
-	old := w.seed("sink:a", "sink:b")
+	w.seed("sink:a", "sink:b")
 	f := newFixture(t, fullProvider(w))
 	f.p.Revoke = policies.Revoke{WaitUnused: true}
 	e := f.engine(t, map[string]string{})
@@ -304,7 +304,6 @@ func TestDrainWaitsWhileOldKeyIsUsedAfterCommit(t *testing.T) {
 	if _, ok := w.keys[old2]; !ok {
 		t.Fatal("old key revoked although it was used after commit")
 	}
-	_ = old
 	w.check()
 }
 

@@ -347,13 +347,6 @@ func assertNoCanary(t *testing.T, what string, b []byte) {
 	}
 }
 
-func TestQuickstartExampleIsValid(t *testing.T) {
-	out, code := (&qsEnv{t: t}).rekey("validate", filepath.Join("..", "..", "examples", "quickstart"))
-	if code != 0 || !strings.Contains(out, "Valid: 1 policies") {
-		t.Fatalf("validate: %d %s", code, out)
-	}
-}
-
 // TestCrashMatrix kills the daemon with SIGKILL at every failpoint, restarts
 // it, and checks the invariants of rotation-protocol.md against the real
 // key service and file sink: the application always holds a working key;
