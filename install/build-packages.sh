@@ -28,6 +28,9 @@ esac
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# Release binaries are built with the patched toolchain pinned in go.mod.
+GOTOOLCHAIN=${GOTOOLCHAIN_OVERRIDE:-$(sed -n 's/^toolchain //p' go.mod)}
+export GOTOOLCHAIN
 GOARCH=${GOARCH:-$(go env GOARCH)}
 DIST=${DIST:-$ROOT/dist}
 mkdir -p "$DIST"

@@ -11,11 +11,21 @@
 #     (the unit); dpkg-deb and rpm (inspecting the built packages)
 #   - HashiCorp Vault v1.21.0, built from the Go module proxy by
 #     testenv/vault/build.sh and cached outside the checkout
-#   - staticcheck, run from the Go module proxy at a pinned version
+#   - staticcheck and govulncheck, run from the Go module proxy at pinned
+#     versions; govulncheck reads an offline copy of the Go vulnerability
+#     database built by testenv/vulndb/build.sh from golang.org/x/vulndb
+#     and cached outside the checkout
+#   - the Go toolchain named in go.mod (GOTOOLCHAIN), from the module proxy
 # Servers (Vault, the AWS emulator, HTTP servers) are started by the tests
 # themselves on 127.0.0.1 and stopped when they end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Build and test with the patched toolchain pinned in go.mod's toolchain line
+# (the module proxy serves it as golang.org/toolchain); machines default to
+# GOTOOLCHAIN=local, which would ignore that line.
+GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
+export GOTOOLCHAIN
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -50,11 +60,19 @@ if [ -n "$unformatted" ]; then
 	echo "not gofmt-formatted:"; echo "$unformatted"; exit 1
 fi
 
+step "go.mod is tidy"
+go mod tidy -diff
+
 step "go vet"
 go vet ./...
 
 step "staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+step "known vulnerabilities (govulncheck, offline database)"
+vulndb=$(sh testenv/vulndb/build.sh)
+echo "database: $vulndb"
+go run golang.org/x/vuln/cmd/govulncheck@v1.9.0 -db "file://$vulndb" ./...
 
 step "cross-compile (windows/amd64, darwin/arm64)"
 GOOS=windows GOARCH=amd64 go build -o /dev/null ./cmd/rekey
