@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
@@ -20,25 +21,43 @@ import (
 	"github.com/rekeyhq/rekey/sinks"
 )
 
+// examples returns examples/*/rekey.hcl: each example is a directory of
+// its own that validates alone (rekey validate examples/NAME).
 func examples(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.hcl"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "rekey.hcl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	files = append(files, filepath.Join("..", "..", "examples", "quickstart", "rekey.hcl"))
+	if len(files) == 0 {
+		t.Fatal("no examples/*/rekey.hcl")
+	}
 	sort.Strings(files)
 	return files
 }
 
-// TestExamples loads every example policy with the real loader and the
-// whole standard plugin set: each must load without errors or warnings
-// (without contacting any service or reading any credential), be in
-// canonical layout, and check its keys with a probe or say rotate_blind.
+// TestExamplesLayout: every *.hcl under examples/ is an example's
+// rekey.hcl or sits in an example directory; no flat examples/*.hcl that
+// would be loaded together with others and clash.
+func TestExamplesLayout(t *testing.T) {
+	flat, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range flat {
+		t.Errorf("%s: move it to examples/%s/rekey.hcl", f, strings.TrimSuffix(filepath.Base(f), ".hcl"))
+	}
+}
+
+// TestExamples loads every example directory with the real loader and the
+// whole standard plugin set, as `rekey validate examples/NAME` does: each
+// must load without errors or warnings (without contacting any service or
+// reading any credential), be in canonical layout, and check its keys with
+// a probe or say rotate_blind.
 func TestExamples(t *testing.T) {
 	t.Setenv("VAULT_ADDR", "")
 	for _, path := range examples(t) {
-		t.Run(filepath.Base(filepath.Dir(path))+"/"+filepath.Base(path), func(t *testing.T) {
+		t.Run(filepath.Base(filepath.Dir(path)), func(t *testing.T) {
 			src, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
@@ -46,7 +65,7 @@ func TestExamples(t *testing.T) {
 			if got := hclwrite.Format(src); string(got) != string(src) {
 				t.Errorf("%s is not in canonical layout: run rekey fmt -write", path)
 			}
-			cfg, diags := policies.Load(path)
+			cfg, diags := policies.Load(filepath.Dir(path))
 			if diags.HasErrors() {
 				t.Fatal(diags)
 			}
@@ -67,10 +86,14 @@ func TestExamples(t *testing.T) {
 }
 
 // TestEveryKindHasAnExample: adding a plugin kind means adding an example
-// that uses it (architecture.md).
+// directory, examples/NAME/rekey.hcl, that uses it.
 func TestEveryKindHasAnExample(t *testing.T) {
 	used := map[string]bool{}
-	for _, path := range examples(t) {
+	all, err := filepath.Glob(filepath.Join("..", "..", "examples", "*", "*.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range all {
 		src, _ := os.ReadFile(path)
 		f, diags := hclsyntax.ParseConfig(src, path, hcl.InitialPos)
 		if diags.HasErrors() {
@@ -101,7 +124,7 @@ func TestEveryKindHasAnExample(t *testing.T) {
 		}
 		for _, k := range kinds {
 			if !used[fam+"/"+k] {
-				t.Errorf("%s %q has no example under examples/", fam, k)
+				t.Errorf("%s %q has no example: add examples/%s-%s/rekey.hcl using it", fam, k, fam, strings.ReplaceAll(k, "_", "-"))
 			}
 		}
 	}

@@ -1,6 +1,6 @@
 # A key for a legacy reporting API that rekey has no built-in provider for.
 # A small script wraps the vendor's admin CLI and speaks the exec
-# provider's JSON contract (see docs/readme/plugin-provider-exec.md).
+# provider's JSON contract (README, "Provider `exec`").
 policy "legacy-reports-api" {
   every = "30d"
 
