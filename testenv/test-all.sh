@@ -11,6 +11,8 @@
 #     (the unit); dpkg-deb and rpm (inspecting the built packages)
 #   - HashiCorp Vault v1.21.0, built from the Go module proxy by
 #     testenv/vault/build.sh and cached outside the checkout
+#   - Express Gateway 1.16.11 from the npm registry (Debian's nodejs and npm),
+#     installed by testenv/expressgw/install.sh and cached outside the checkout
 #   - staticcheck and govulncheck, run from the Go module proxy at pinned
 #     versions; govulncheck reads an offline copy of the Go vulnerability
 #     database built by testenv/vulndb/build.sh from golang.org/x/vulndb
@@ -36,6 +38,7 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v rpm >/dev/null || missing+=(rpm)
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -44,6 +47,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
 	echo "all present"
 fi
+
+step "Express Gateway 1.16.11 from npm (testenv/expressgw/install.sh)"
+REKEY_EXPRESSGW_DIR=$(sh testenv/expressgw/install.sh)
+export REKEY_EXPRESSGW_DIR
+echo "$REKEY_EXPRESSGW_DIR"
 
 step "Vault test server (testenv/vault/build.sh)"
 REKEY_VAULT_BIN=$(bash testenv/vault/build.sh)
