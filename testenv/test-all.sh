@@ -13,6 +13,8 @@
 #     testenv/vault/build.sh and cached outside the checkout
 #   - Express Gateway 1.16.11 from the npm registry (Debian's nodejs and npm),
 #     installed by testenv/expressgw/install.sh and cached outside the checkout
+#   - prometheus (the prometheus probe's tests scrape a real test
+#     application); etcd-server (serves the kube-apiserver)
 #   - staticcheck and govulncheck, run from the Go module proxy at pinned
 #     versions; govulncheck reads an offline copy of the Go vulnerability
 #     database built by testenv/vulndb/build.sh from golang.org/x/vulndb
@@ -38,6 +40,8 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v rpm >/dev/null || missing+=(rpm)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v etcd >/dev/null || missing+=(etcd-server)
 command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
 	sudo=""

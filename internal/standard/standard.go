@@ -11,6 +11,7 @@ import (
 	_ "github.com/rekeyhq/rekey/probes/awssts"
 	_ "github.com/rekeyhq/rekey/probes/exec"
 	_ "github.com/rekeyhq/rekey/probes/http"
+	_ "github.com/rekeyhq/rekey/probes/prometheus"
 	_ "github.com/rekeyhq/rekey/probes/vaultlogin"
 	_ "github.com/rekeyhq/rekey/providers/awsiam"
 	_ "github.com/rekeyhq/rekey/providers/exec"
