@@ -6,6 +6,7 @@
 #   bash testenv/test-all.sh
 #
 # What it sets up, all from Debian packages or the Go module proxy:
+#   - postgresql (throwaway servers for the database tests, testenv/dbtest)
 #   - awscli (Debian's, an independent client for the AWS emulator's
 #     conformance test); shellcheck (install scripts); systemd-analyze
 #     (the unit); dpkg-deb and rpm (inspecting the built packages)
@@ -40,6 +41,7 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v rpm >/dev/null || missing+=(rpm)
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v npm >/dev/null || missing+=(nodejs npm)
