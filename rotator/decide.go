@@ -180,3 +180,40 @@ func PlanCapacity(keys []plugin.KeyInfo, maxKeys int, st PolicyState) (CapacityP
 	}
 	return plan, nil
 }
+
+// OrphanKeys decides which of the keys listed at the provider were created
+// by the rotation rec although its journal never learned their ids (a crash
+// between the provider's answer and the journal write): nobody can hold
+// their values, so they are rekey's to delete. A key is such an orphan when
+// no journal entry knows it and it is tagged with rec's rotation id, or,
+// where the provider cannot tag, it was created at or after the journaled
+// intent (to the second: providers report whole seconds). Without a
+// journaled intent nothing is an orphan.
+func OrphanKeys(keys []plugin.KeyInfo, st PolicyState, rec Record) []string {
+	if rec.IntentAt.IsZero() {
+		return nil
+	}
+	known := map[string]bool{}
+	if st.CurrentKeyID != "" {
+		known[st.CurrentKeyID] = true
+	}
+	for _, id := range st.Retired {
+		known[id] = true
+	}
+	for _, id := range rec.OldKeyIDs {
+		known[id] = true
+	}
+	since := rec.IntentAt.Truncate(time.Second)
+	var out []string
+	for _, k := range keys {
+		if known[k.ID] {
+			continue
+		}
+		tagged := k.RotationID == rec.ID
+		untaggedAfterIntent := k.RotationID == "" && !k.CreatedAt.IsZero() && !k.CreatedAt.Before(since)
+		if tagged || untaggedAfterIntent {
+			out = append(out, k.ID)
+		}
+	}
+	return out
+}

@@ -144,3 +144,40 @@ func TestPlanCapacity(t *testing.T) {
 		})
 	}
 }
+
+func TestOrphanKeys(t *testing.T) {
+	intent := mustTime("2026-03-01T12:00:00.700Z")
+	rec := Record{ID: "rot-1", IntentAt: intent, OldKeyIDs: []string{"OLD"}}
+	st := PolicyState{CurrentKeyID: "OLD", Retired: []string{"RETIRED"}}
+	key := func(id, rot string, created string) plugin.KeyInfo {
+		k := plugin.KeyInfo{ID: id, RotationID: rot}
+		if created != "" {
+			k.CreatedAt = mustTime(created)
+		}
+		return k
+	}
+	for _, tc := range []struct {
+		name string
+		keys []plugin.KeyInfo
+		st   PolicyState
+		rec  Record
+		want []string
+	}{
+		{"a key tagged with this rotation is an orphan", []plugin.KeyInfo{key("NEW", "rot-1", "2020-01-01T00:00:00Z")}, st, rec, []string{"NEW"}},
+		{"a key tagged with another rotation is not ours", []plugin.KeyInfo{key("NEW", "rot-2", "2026-03-01T12:00:01Z")}, st, rec, nil},
+		{"an untagged key created after the intent is an orphan", []plugin.KeyInfo{key("NEW", "", "2026-03-01T12:00:05Z")}, st, rec, []string{"NEW"}},
+		{"created in the intent's second counts (providers report whole seconds)", []plugin.KeyInfo{key("NEW", "", "2026-03-01T12:00:00Z")}, st, rec, []string{"NEW"}},
+		{"an untagged key created before the intent is not ours", []plugin.KeyInfo{key("STRANGER", "", "2026-03-01T11:59:59Z")}, st, rec, nil},
+		{"an untagged key without a creation time is not ours", []plugin.KeyInfo{key("STRANGER", "", "")}, st, rec, nil},
+		{"the current, retired and old keys are never orphans", []plugin.KeyInfo{key("OLD", "rot-1", "2026-03-01T12:00:05Z"), key("RETIRED", "", "2026-03-01T12:00:05Z")}, st, rec, nil},
+		{"no journaled intent: nothing is an orphan", []plugin.KeyInfo{key("NEW", "rot-1", "2026-03-01T12:00:05Z")}, st, Record{ID: "rot-1"}, nil},
+		{"several keys: only the orphans", []plugin.KeyInfo{key("OLD", "", "2026-01-01T00:00:00Z"), key("NEW", "", "2026-03-01T12:00:03Z"), key("STRANGER", "", "2025-01-01T00:00:00Z")}, st, rec, []string{"NEW"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := OrphanKeys(tc.keys, tc.st, tc.rec)
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("OrphanKeys = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -23,10 +23,7 @@ import (
 
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
-	"github.com/rekeyhq/rekey/probes"
 	"github.com/rekeyhq/rekey/providers"
-	"github.com/rekeyhq/rekey/secret"
-	"github.com/rekeyhq/rekey/sinks"
 )
 
 // Options configure an Engine.

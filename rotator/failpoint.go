@@ -20,21 +20,6 @@ const FailpointEnv = "REKEY_FAILPOINTS"
 // ErrFailpoint is returned by a failpoint whose action is "error".
 var ErrFailpoint = errors.New("failpoint triggered")
 
-// Failpoint names, in protocol order. Each external call of a step has one
-// point before it and one after it.
-var Failpoints = []string{
-	"create.before", "create.after",
-	"stage.before", "stage.after",
-	"test.before", "test.after",
-	"promote.before", "promote.after",
-	"reload.before", "reload.after",
-	"verify.before", "verify.after",
-	"commit.before", "commit.after",
-	"deactivate.before", "deactivate.after",
-	"revoke.before", "revoke.after",
-	"rollback.before", "rollback.after",
-}
-
 // failpoints is the set enabled for one engine.
 type failpoints struct {
 	mu     sync.Mutex

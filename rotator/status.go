@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/rekeyhq/rekey/policies"
-	"github.com/rekeyhq/rekey/probes"
 	"github.com/rekeyhq/rekey/providers"
 	"github.com/rekeyhq/rekey/secret"
 )
@@ -136,51 +134,4 @@ func (e *Engine) Plan(ctx context.Context, names []string) ([]PlanEntry, error) 
 		out = append(out, pe)
 	}
 	return out, nil
-}
-
-// Steps describes the steps a rotation of p takes, in order.
-func Steps(p *policies.Policy) []string {
-	prov := p.Provider.Provider
-	var s []string
-	if _, ok := prov.(providers.Capacity); ok {
-		s = append(s, "check capacity at "+prov.Target())
-	}
-	s = append(s, "create a new key at "+prov.Target())
-	for _, sb := range p.Sinks {
-		s = append(s, "stage in "+sb.Sink.Location())
-	}
-	for _, pb := range p.Probes {
-		if pb.Target == probes.TargetKey {
-			s = append(s, fmt.Sprintf("test the new key with probe %s (up to %s, %d consecutive)", pb.Kind, pb.Timeout, max(pb.Successes, 1)))
-		}
-	}
-	for _, sb := range p.Sinks {
-		s = append(s, "promote in "+sb.Sink.Location()+" (check-and-set, read back)")
-	}
-	for _, rb := range p.Reloads {
-		s = append(s, "reload dependents with "+rb.Kind)
-	}
-	for _, pb := range p.Probes {
-		if pb.Target == probes.TargetDependent {
-			s = append(s, fmt.Sprintf("verify dependents with probe %s (up to %s, %d consecutive)", pb.Kind, pb.Timeout, max(pb.Successes, 1)))
-		}
-	}
-	if len(p.Probes) == 0 {
-		s = append(s, "no probes: rotate_blind = true (the new key is not checked)")
-	}
-	s = append(s, "commit: the new key is current")
-	drain := fmt.Sprintf("drain: wait %s after commit", p.Revoke.After)
-	if _, ok := prov.(providers.UsageReporter); ok && p.Revoke.WaitUnused {
-		drain += " and until the old key is unused"
-	}
-	s = append(s, drain)
-	if p.Revoke.Soak > 0 {
-		if _, ok := prov.(providers.Deactivator); ok {
-			s = append(s, fmt.Sprintf("deactivate the old key; soak %s with dependent probes (re-activate on failure)", p.Revoke.Soak))
-		} else {
-			s = append(s, fmt.Sprintf("soak %s with dependent probes (the provider cannot deactivate)", p.Revoke.Soak))
-		}
-	}
-	s = append(s, "revoke (delete) the old key")
-	return s
 }

@@ -262,7 +262,7 @@ func (a *app) cmdPlan(args []string) int {
 	plan, err := a.plan(cfg, fs.Args())
 	if err != nil {
 		fmt.Fprintf(a.stderr, "rekey plan: %v\n", err)
-		if errors.Is(err, rotator.ErrUnknownPolicy) || strings.Contains(err.Error(), "no such policy") {
+		if errors.Is(err, rotator.ErrUnknownPolicy) {
 			return ExitConfig
 		}
 		return ExitRuntime
@@ -363,7 +363,7 @@ func (a *app) cmdRotate(args []string) int {
 		})
 		if err != nil {
 			fmt.Fprintf(a.stderr, "rekey rotate: %v\n", err)
-			if strings.Contains(err.Error(), "no such policy") {
+			if errors.Is(err, rotator.ErrUnknownPolicy) {
 				return ExitConfig
 			}
 			return ExitRuntime
@@ -385,11 +385,11 @@ func (a *app) cmdRotate(args []string) int {
 	code := ExitOK
 	for _, o := range outcomes {
 		switch o.Result {
-		case "done":
+		case rotator.OutcomeDone:
 			fmt.Fprintf(a.stdout, "%s: done\n", o.Policy)
-		case "committed":
+		case rotator.OutcomeCommitted:
 			fmt.Fprintf(a.stdout, "%s: committed; the old key is revoked by the daemon after the revoke rules (step %s, next check %s)\n", o.Policy, o.Step, o.Next)
-			if o.Error != "" && !strings.Contains(o.Error, "context canceled") {
+			if err := o.Err(); err != nil && !errors.Is(err, context.Canceled) {
 				fmt.Fprintf(a.stdout, "  %s\n", o.Error)
 			}
 		default:

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/rotator"
 )
 
@@ -44,12 +45,23 @@ type Message struct {
 
 // Outcome is a serialisable rotator.Outcome.
 type Outcome struct {
-	Policy     string `json:"policy"`
-	RotationID string `json:"rotation_id,omitempty"`
-	Step       string `json:"step"`
-	Result     string `json:"result"`
-	Error      string `json:"error,omitempty"`
-	Next       string `json:"next,omitempty"`
+	Policy     string          `json:"policy"`
+	RotationID string          `json:"rotation_id,omitempty"`
+	Step       string          `json:"step"`
+	Result     rotator.Verdict `json:"result"`
+	Error      string          `json:"error,omitempty"`
+	// Code identifies Error's sentinel (see Err).
+	Code string `json:"code,omitempty"`
+	Next string `json:"next,omitempty"`
+}
+
+// Err returns the outcome's error, matching the sentinel errors its code
+// names with errors.Is; nil when the outcome has no error.
+func (o Outcome) Err() error {
+	if o.Error == "" {
+		return nil
+	}
+	return &RemoteError{Code: o.Code, Message: o.Error}
 }
 
 // FromOutcome converts an engine outcome.
@@ -60,6 +72,7 @@ func FromOutcome(o rotator.Outcome, err error) Outcome {
 	}
 	if err != nil {
 		out.Error = err.Error()
+		out.Code = ErrorCode(err)
 	}
 	if !o.Next.IsZero() {
 		out.Next = o.Next.Format(time.RFC3339)
@@ -120,6 +133,68 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
+// Error codes carried across the socket, so that a client maps a daemon's
+// error back to the sentinel it wraps instead of matching its text.
+const (
+	CodeUnknownPolicy = "unknown_policy"
+	CodeLocked        = "locked"
+	CodeKeyLimit      = "key_limit"
+	CodeConflict      = "conflict"
+	CodeCanceled      = "canceled"
+	CodeDeadline      = "deadline_exceeded"
+)
+
+var codes = []struct {
+	code string
+	err  error
+}{
+	{CodeUnknownPolicy, rotator.ErrUnknownPolicy},
+	{CodeLocked, rotator.ErrLocked},
+	{CodeKeyLimit, plugin.ErrLimit},
+	{CodeConflict, plugin.ErrConflict},
+	{CodeCanceled, context.Canceled},
+	{CodeDeadline, context.DeadlineExceeded},
+}
+
+// ErrorCode returns the code of the first sentinel err wraps, or "".
+func ErrorCode(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return ""
+}
+
+// RemoteError is an error reported by the daemon. errors.Is matches it
+// against the sentinel its code names.
+type RemoteError struct {
+	Code    string
+	Message string
+}
+
+func (e *RemoteError) Error() string { return e.Message }
+
+// Unwrap returns the sentinel error the code names, if any.
+func (e *RemoteError) Unwrap() error {
+	for _, c := range codes {
+		if c.code == e.Code {
+			return c.err
+		}
+	}
+	return nil
+}
+
+// errorReply is the body of a reply other than 200.
+type errorReply struct {
+	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, errorReply{Error: err.Error(), Code: ErrorCode(err)})
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -129,7 +204,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Engine.Status(r.Context())
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		writeError(w, http.StatusInternalServerError, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
@@ -142,7 +217,7 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, rotator.ErrUnknownPolicy) {
 			code = http.StatusNotFound
 		}
-		writeJSON(w, code, map[string]string{"error": err.Error()})
+		writeError(w, code, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, p)
@@ -151,7 +226,7 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
 	var req RotateRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "decoding request: " + err.Error()})
+		writeError(w, http.StatusBadRequest, fmt.Errorf("decoding request: %w", err))
 		return
 	}
 	names := req.Policies
@@ -160,7 +235,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, n := range names {
 		if _, ok := s.Engine.Policy(n); !ok {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("%v: %q", rotator.ErrUnknownPolicy, n)})
+			writeError(w, http.StatusNotFound, fmt.Errorf("%w: %q", rotator.ErrUnknownPolicy, n))
 			return
 		}
 	}
@@ -247,9 +322,9 @@ func (c *Client) do(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		var e struct{ Error string }
+		var e errorReply
 		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return nil, fmt.Errorf("daemon: %s", e.Error)
+		return nil, fmt.Errorf("daemon: %w", &RemoteError{Code: e.Code, Message: e.Error})
 	}
 	return resp, nil
 }

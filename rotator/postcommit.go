@@ -1,0 +1,195 @@
+package rotator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/policies"
+	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/providers"
+	"github.com/rekeyhq/rekey/secret"
+)
+
+// drain waits the grace period after commit and, where the provider can
+// tell, until the old keys are no longer used.
+func (r *run) drain(ctx context.Context) (stepResult, error) {
+	if len(r.rec.OldKeyIDs) == 0 {
+		return stepResult{quiet: true}, nil
+	}
+	now := r.e.now()
+	until := r.rec.CommittedAt.Add(r.p.Revoke.After)
+	if now.Before(until) {
+		r.emit(ctx, StepDrain, ResultWaiting, 0, nil)
+		return stepResult{wake: until}, nil
+	}
+	if ur, ok := r.p.Provider.Provider.(providers.UsageReporter); ok && r.p.Revoke.WaitUnused {
+		settle := r.rec.CommittedAt.Add(ur.UsageReportingDelay())
+		if now.Before(settle) {
+			r.emit(ctx, StepDrain, ResultWaiting, 0, nil)
+			return stepResult{wake: minTime(settle, now.Add(r.e.opts.RecheckInterval))}, nil
+		}
+		for _, id := range r.rec.OldKeyIDs {
+			var lu time.Time
+			if err := r.e.retry(ctx, r.p, func(ctx context.Context) (err error) { lu, err = ur.LastUsed(ctx, id); return err }); err != nil {
+				return stepResult{}, fmt.Errorf("asking when old key %s was last used: %w", secret.Mask(id), err)
+			}
+			if !lu.IsZero() && !lu.Before(r.rec.CommittedAt) {
+				err := fmt.Errorf("old key %s was used at %s, after commit: a dependent still uses it; revocation waits", secret.Mask(id), lu.Format(time.RFC3339))
+				r.emit(ctx, StepDrain, ResultWaiting, 0, err)
+				return stepResult{wake: now.Add(r.e.opts.RecheckInterval)}, nil
+			}
+		}
+	}
+	return stepResult{quiet: true}, nil
+}
+
+func describeDrain(p *policies.Policy) []string {
+	drain := fmt.Sprintf("drain: wait %s after commit", p.Revoke.After)
+	if _, ok := p.Provider.Provider.(providers.UsageReporter); ok && p.Revoke.WaitUnused {
+		drain += " and until the old key is unused"
+	}
+	return []string{drain}
+}
+
+// deactivate disables the old keys for the soak, where the provider can.
+func (r *run) deactivate(ctx context.Context) (stepResult, error) {
+	if r.p.Revoke.Soak <= 0 || len(r.rec.OldKeyIDs) == 0 {
+		return stepResult{quiet: true}, nil
+	}
+	d, ok := r.p.Provider.Provider.(providers.Deactivator)
+	if ok {
+		for _, id := range r.rec.OldKeyIDs {
+			if err := r.e.fp.hit(ctx, "deactivate.before"); err != nil {
+				return stepResult{}, err
+			}
+			if err := r.e.retry(ctx, r.p, func(ctx context.Context) error { return d.Deactivate(ctx, id) }); err != nil && !errors.Is(err, plugin.ErrNotFound) {
+				return stepResult{}, fmt.Errorf("deactivating old key %s: %w", secret.Mask(id), err)
+			}
+			if err := r.e.fp.hit(ctx, "deactivate.after"); err != nil {
+				return stepResult{}, err
+			}
+		}
+	}
+	r.rec.DeactivatedAt = r.e.now()
+	return stepResult{quiet: !ok}, nil
+}
+
+func describeDeactivate(p *policies.Policy) []string {
+	if p.Revoke.Soak <= 0 {
+		return nil
+	}
+	if _, ok := p.Provider.Provider.(providers.Deactivator); ok {
+		return []string{"deactivate the old key"}
+	}
+	return nil
+}
+
+// soak keeps probing dependents while the old keys are deactivated; if
+// they fail, the old keys come back and the policy is stuck.
+func (r *run) soak(ctx context.Context) (stepResult, error) {
+	if r.p.Revoke.Soak <= 0 || len(r.rec.OldKeyIDs) == 0 {
+		return stepResult{quiet: true}, nil
+	}
+	now := r.e.now()
+	until := r.rec.DeactivatedAt.Add(r.p.Revoke.Soak)
+	var err error
+	for _, pb := range r.p.Probes {
+		if pb.Target != probes.TargetDependent {
+			continue
+		}
+		if err = runProbe(ctx, pb, r.key); err != nil {
+			err = fmt.Errorf("probe %s (%s) failed during soak: %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), err)
+			break
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return stepResult{}, ctx.Err()
+		}
+		return stepResult{}, r.reactivate(ctx, err)
+	}
+	if now.Before(until) {
+		r.emit(ctx, StepSoak, ResultWaiting, 0, nil)
+		return stepResult{wake: minTime(until, now.Add(r.e.opts.RecheckInterval))}, nil
+	}
+	return stepResult{quiet: true}, nil
+}
+
+func describeSoak(p *policies.Policy) []string {
+	if p.Revoke.Soak <= 0 {
+		return nil
+	}
+	if _, ok := p.Provider.Provider.(providers.Deactivator); ok {
+		return []string{fmt.Sprintf("soak %s with dependent probes (re-activate the old key on failure)", p.Revoke.Soak)}
+	}
+	return []string{fmt.Sprintf("soak %s with dependent probes (the provider cannot deactivate)", p.Revoke.Soak)}
+}
+
+// reactivate brings the old keys back after dependents failed in the soak
+// and marks the policy stuck: something still used the old key.
+func (r *run) reactivate(ctx context.Context, cause error) error {
+	if d, ok := r.p.Provider.Provider.(providers.Deactivator); ok {
+		for _, id := range r.rec.OldKeyIDs {
+			if err := r.e.retry(context.WithoutCancel(ctx), r.p, func(ctx context.Context) error { return d.Activate(ctx, id) }); err != nil {
+				cause = errors.Join(cause, fmt.Errorf("re-activating old key %s: %w", secret.Mask(id), err))
+			}
+		}
+	}
+	r.rec.Step = StepDrain
+	r.rec.DeactivatedAt = time.Time{}
+	r.rec.Error = cause.Error()
+	if err := r.save(ctx, func(st *PolicyState) {
+		st.Stuck = true
+		st.LastError = cause.Error()
+	}); err != nil {
+		return err
+	}
+	r.emit(ctx, StepSoak, ResultReactivated, 0, cause)
+	r.emit(ctx, StepSoak, ResultStuck, 0, cause)
+	return errStuckSoak
+}
+
+var errStuckSoak = errors.New("dependents failed during soak: old key re-activated; policy is stuck until an operator runs rekey rotate")
+
+// revoke deletes the old keys and finishes the rotation.
+func (r *run) revoke(ctx context.Context) (stepResult, error) {
+	prov := r.p.Provider.Provider
+	for _, id := range r.rec.OldKeyIDs {
+		if err := r.e.fp.hit(ctx, "revoke.before"); err != nil {
+			return stepResult{}, err
+		}
+		if err := r.e.retry(ctx, r.p, func(ctx context.Context) error { return prov.Delete(ctx, id) }); err != nil && !errors.Is(err, plugin.ErrNotFound) {
+			return stepResult{}, fmt.Errorf("deleting old key %s: %w", secret.Mask(id), err)
+		}
+		if err := r.e.fp.hit(ctx, "revoke.after"); err != nil {
+			return stepResult{}, err
+		}
+	}
+	now := r.e.now()
+	r.rec.Result = string(OutcomeDone)
+	r.rec.FinishedAt = now
+	r.rec.Error = ""
+	return stepResult{
+		quiet: len(r.rec.OldKeyIDs) == 0,
+		apply: func(st *PolicyState) {
+			for _, id := range r.rec.OldKeyIDs {
+				st.Retired = remove(st.Retired, id)
+			}
+			st.LastSuccess = now
+			st.LastResult = string(OutcomeDone)
+			st.LastError = ""
+			st.Failures = 0
+			st.NotBefore = time.Time{}
+			st.Stuck = false
+			st.finish(r.rec)
+		},
+		then: func(ctx context.Context) {
+			r.emit(ctx, StepDone, ResultOK, now.Sub(r.rec.StartedAt), nil)
+		},
+	}, nil
+}
+
+func describeRevoke(*policies.Policy) []string { return []string{"revoke (delete) the old key"} }

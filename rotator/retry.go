@@ -1,0 +1,111 @@
+package rotator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/policies"
+)
+
+// retry runs an idempotent external call, backing off on errors that are
+// not permanent, until the policy's step timeout.
+func (e *Engine) retry(ctx context.Context, p *policies.Policy, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, p.StepTimeout)
+	defer cancel()
+	delay := 250 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || plugin.IsPermanent(err) {
+			return err
+		}
+		t := time.NewTimer(delay/2 + time.Duration(e.rnd()*float64(delay/2)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay = min(delay*2, 15*time.Second)
+	}
+}
+
+// runProbe runs one probe until it passes the required number of times in
+// a row, backing off between failures, within the probe's timeout.
+func runProbe(ctx context.Context, pb policies.ProbeBlock, key plugin.Key) error {
+	timeout, interval, need := pb.Timeout, pb.Interval, max(pb.Successes, 1)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	delay := interval
+	passed, attempts := 0, 0
+	for {
+		attempts++
+		err := pb.Probe.Check(ctx, key)
+		wait := interval
+		if err == nil {
+			passed++
+			if passed >= need {
+				return nil
+			}
+		} else {
+			passed = 0
+			if plugin.IsPermanent(err) {
+				return err
+			}
+			wait = delay
+			delay = min(delay*2, 30*time.Second)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if err == nil {
+				err = fmt.Errorf("passed %d of %d required consecutive checks", passed, need)
+			}
+			return fmt.Errorf("did not pass within %s (%d attempts): %w", timeout, attempts, err)
+		case <-t.C:
+		}
+	}
+}
+
+func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
+	d := t.Sub(now())
+	if d <= 0 {
+		return nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func remove(s []string, v string) []string {
+	out := s[:0:0]
+	for _, x := range s {
+		if x != v {
+			out = append(out, x)
+		}
+	}
+	return out
+}

@@ -1,0 +1,137 @@
+package rotator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/providers"
+	"github.com/rekeyhq/rekey/secret"
+)
+
+// rollback undoes a rotation before commit: every sink is restored to its
+// previous version, dependents are reloaded, then the new key is deleted.
+// The new key is deleted only once no sink can serve it.
+func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
+	if r.rec.Committed() {
+		return Outcome{}, fmt.Errorf("internal error: rollback after commit of %s", r.rec.ID)
+	}
+	// Roll back even when the caller's context is cancelled (shutdown), but
+	// within a bound; what is left is finished at the next start. Each sink
+	// restore gets a step timeout of its own: a sink that cannot be reached
+	// must not use up the others' time and leave them serving the new key.
+	bounded := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), r.p.StepTimeout)
+	}
+	rctx, cancel := bounded()
+	defer cancel()
+	if r.rec.Step != StepRollback {
+		r.rec.Step = StepRollback
+		r.rec.Error = cause.Error()
+		if err := r.save(rctx, nil); err != nil {
+			return Outcome{}, err
+		}
+		r.emit(rctx, StepRollback, ResultStarted, 0, cause)
+	}
+	if err := r.e.fp.hit(rctx, "rollback.before"); err != nil {
+		return r.rollbackPending(rctx, cause, err)
+	}
+	rot := r.rotation()
+	var errs []error
+	for i := len(r.p.Sinks) - 1; i >= 0; i-- {
+		sb := r.p.Sinks[i]
+		loc := sb.Sink.Location()
+		sr, ok := r.rec.Sinks[loc]
+		if !ok || !sr.PrevRead {
+			continue
+		}
+		sctx, scancel := bounded()
+		err := r.e.retry(sctx, r.p, func(ctx context.Context) error { return sb.Sink.Rollback(ctx, rot, sr.State) })
+		scancel()
+		switch {
+		case errors.Is(err, plugin.ErrConflict):
+			r.log.Warn().Str("sink", loc).Msg("sink changed by another writer since this rotation; it does not serve the new key, leaving it as it is")
+		case err != nil:
+			errs = append(errs, fmt.Errorf("restoring %s: %w", loc, err))
+		}
+	}
+	if len(errs) > 0 {
+		return r.rollbackPending(rctx, cause, errors.Join(errs...))
+	}
+	if r.rec.Promoted {
+		if err := r.runReloads(rctx); err != nil {
+			r.log.Warn().Err(err).Msg("reload after restoring the previous value failed")
+		}
+	}
+	prov := r.p.Provider.Provider
+	switch {
+	case r.rec.NewKeyID != "":
+		id := r.rec.NewKeyID
+		if err := r.e.retry(rctx, r.p, func(ctx context.Context) error { return prov.Delete(ctx, id) }); err != nil && !errors.Is(err, plugin.ErrNotFound) {
+			if d, ok := prov.(providers.Deactivator); ok {
+				if derr := d.Deactivate(rctx, id); derr == nil {
+					r.log.Warn().Err(err).Str("key", secret.Mask(id)).Msg("could not delete the new key; deactivated it instead, retrying deletion later")
+				}
+			}
+			return r.rollbackPending(rctx, cause, fmt.Errorf("deleting new key %s: %w", secret.Mask(id), err))
+		}
+	case !r.rec.IntentAt.IsZero():
+		if err := r.deleteOrphans(rctx); err != nil {
+			return r.rollbackPending(rctx, cause, err)
+		}
+	}
+	if err := r.e.fp.hit(rctx, "rollback.after"); err != nil {
+		return r.rollbackPending(rctx, cause, err)
+	}
+	r.e.takeLive(r.rec.ID, true)
+	r.rec.Result = string(StepRolledBack)
+	r.rec.Step = StepRolledBack
+	r.rec.FinishedAt = r.e.now()
+	st, err := r.e.journal.Update(rctx, r.p.Name, func(st *PolicyState) error {
+		r.e.recordFailure(st, r.p, cause)
+		st.LastResult = string(StepRolledBack)
+		st.finish(r.rec)
+		return nil
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	r.emit(rctx, StepRolledBack, ResultRolledBack, 0, cause)
+	if st.Stuck {
+		r.emit(rctx, StepRolledBack, ResultStuck, 0, cause)
+	}
+	return r.outcome(OutcomeRolledBack, cause, st.NotBefore), nil
+}
+
+func (r *run) rollbackPending(ctx context.Context, cause, err error) (Outcome, error) {
+	r.emit(ctx, StepRollback, ResultFailed, 0, err)
+	next := r.e.now().Add(r.e.opts.RecheckInterval)
+	return r.outcome(OutcomeFailed, errors.Join(cause, fmt.Errorf("rollback incomplete, retried at %s: %w", next.Format(time.RFC3339), err)), next), nil
+}
+
+// deleteOrphans removes a key created by this rotation whose id was never
+// journaled (a crash between the provider's answer and the journal write).
+func (r *run) deleteOrphans(ctx context.Context) error {
+	l, ok := r.p.Provider.Provider.(providers.Lister)
+	if !ok {
+		r.log.Warn().Msg("the provider cannot list keys: if the interrupted create made a key, it cannot be found; the exec provider should implement list")
+		return nil
+	}
+	st, _, err := r.e.journal.Get(ctx, r.p.Name)
+	if err != nil {
+		return err
+	}
+	keys, err := l.List(ctx)
+	if err != nil {
+		return fmt.Errorf("listing keys to find an orphan: %w", err)
+	}
+	for _, id := range OrphanKeys(keys, st, r.rec) {
+		r.log.Warn().Str("key", secret.Mask(id)).Msg("deleting orphan key created by the interrupted rotation")
+		if err := r.e.retry(ctx, r.p, func(ctx context.Context) error { return r.p.Provider.Provider.Delete(ctx, id) }); err != nil && !errors.Is(err, plugin.ErrNotFound) {
+			return fmt.Errorf("deleting orphan key %s: %w", secret.Mask(id), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package rotator
+
+import (
+	"context"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/policies"
+	"github.com/rekeyhq/rekey/secret"
+)
+
+// run is one rotation being advanced.
+type run struct {
+	e   *Engine
+	p   *policies.Policy
+	rec Record
+	key plugin.Key
+	log zerolog.Logger
+}
+
+func (r *run) rotation() plugin.Rotation {
+	return plugin.Rotation{ID: r.rec.ID, Policy: r.p.Name, Generation: r.rec.Generation, StartedAt: r.rec.StartedAt}
+}
+
+func (r *run) event(step Step, res Result, err error) Event {
+	ev := Event{Policy: r.p.Name, RotationID: r.rec.ID, Generation: r.rec.Generation, Step: step, Result: res, Manual: r.rec.Manual}
+	if r.rec.NewKeyID != "" {
+		ev.NewKeyID = secret.Mask(r.rec.NewKeyID)
+	}
+	if len(r.rec.OldKeyIDs) > 0 {
+		ev.OldKeyID = secret.Mask(r.rec.OldKeyIDs[0])
+	}
+	if len(r.rec.Sinks) > 0 {
+		ev.Sinks = map[string]string{}
+		for loc, s := range r.rec.Sinks {
+			v := s.Promoted
+			if v == "" {
+				v = s.Staged
+			}
+			if v == "" {
+				v = s.Prev
+			}
+			ev.Sinks[loc] = string(v)
+		}
+	}
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	return ev
+}
+
+func (r *run) emit(ctx context.Context, step Step, res Result, d time.Duration, err error) {
+	ev := r.event(step, res, err)
+	ev.Duration = d
+	lg := r.log.Info()
+	if err != nil {
+		lg = r.log.Warn().Str("error", err.Error())
+	}
+	lg = lg.Str("step", string(step)).Str("result", string(res))
+	if d > 0 {
+		lg = lg.Dur("duration", d)
+	}
+	if ev.NewKeyID != "" {
+		lg = lg.Str("new_key", ev.NewKeyID)
+	}
+	lg.Msg("step " + string(step) + " " + string(res))
+	r.e.emit(ctx, ev)
+}
+
+// save journals the record (and any change to the policy state).
+func (r *run) save(ctx context.Context, fn func(st *PolicyState)) error {
+	r.rec.UpdatedAt = r.e.now()
+	_, err := r.e.journal.Update(ctx, r.p.Name, func(st *PolicyState) error {
+		rec := r.rec
+		st.Active = &rec
+		if fn != nil {
+			fn(st)
+		}
+		return nil
+	})
+	return err
+}
+
+func (r *run) sinkKey(sb policies.SinkBlock) plugin.Key {
+	if sb.Fields == nil || r.key.Value == nil {
+		return r.key
+	}
+	k := r.key
+	k.Value = secret.Fields{}
+	for dest, src := range sb.Fields {
+		if v, ok := r.key.Value[src]; ok {
+			k.Value[dest] = v
+		}
+	}
+	return k
+}
+
+// outcome reports where the rotation stands.
+func (r *run) outcome(v Verdict, err error, next time.Time) Outcome {
+	return Outcome{Policy: r.p.Name, RotationID: r.rec.ID, Step: r.rec.Step, Result: v, Err: err, Next: next}
+}
