@@ -32,6 +32,19 @@ const (
 // withheld replaces stderr when it contains a value that must not leak.
 const withheld = "[stderr withheld: it contained a secret value]"
 
+// withheldStdout replaces stderr when it repeats part of a secret-bearing
+// stdout.
+const withheldStdout = "[stderr withheld: it repeats part of what the command printed on stdout, which may carry a secret]"
+
+// overlapLen is the shortest run of bytes shared by stdout and stderr that
+// makes stderr withheld, when stdout may carry a secret.
+const overlapLen = 6
+
+// stdoutMargin is how much more of the end of stderr is kept than is shown,
+// when stdout may carry a secret, so that a value cut by the truncation of
+// stderr is still found.
+const stdoutMargin = 512
+
 // Command is a configured external command.
 type Command struct {
 	// Argv is the program and its arguments; Argv[0] is an absolute path
@@ -50,6 +63,11 @@ type Command struct {
 	// StderrLimit is how much of the end of stderr an error carries.
 	// Zero means DefaultStderrLimit.
 	StderrLimit int
+	// SecretStdout says that stdout may carry a secret (the exec
+	// provider's create prints the new key). On failure, stdout is
+	// discarded and stderr is withheld when it repeats any part of
+	// stdout: what the command printed is secret-bearing as a whole.
+	SecretStdout bool
 }
 
 // Name is the short name of the program, for messages.
@@ -72,6 +90,9 @@ type ExitError struct {
 	Stderr string
 	// Truncated is true when Stderr is only the end of a longer output.
 	Truncated bool
+	// StdoutBytes is how much the command printed on stdout before it
+	// failed, when stdout may carry a secret; the output is discarded.
+	StdoutBytes int
 }
 
 func (e *ExitError) Error() string {
@@ -80,6 +101,9 @@ func (e *ExitError) Error() string {
 		fmt.Fprintf(&b, "command %q was killed by a signal", e.Name)
 	} else {
 		fmt.Fprintf(&b, "command %q exited with status %d", e.Name, e.Code)
+	}
+	if e.StdoutBytes > 0 {
+		fmt.Fprintf(&b, " after printing %d bytes on stdout (discarded: they may carry a secret, and the command may have taken effect)", e.StdoutBytes)
 	}
 	switch {
 	case e.Stderr == "":
@@ -123,6 +147,9 @@ func (c *Command) Run(ctx context.Context, env []string, redact ...string) ([]by
 	for _, r := range redact {
 		longest = max(longest, len(r))
 	}
+	if c.SecretStdout {
+		longest = max(longest, stdoutMargin)
+	}
 
 	cmd := exec.CommandContext(runCtx, c.Argv[0], c.Argv[1:]...)
 	cmd.Env = c.environ(env)
@@ -148,8 +175,15 @@ func (c *Command) Run(ctx context.Context, env []string, redact ...string) ([]by
 	if err != nil {
 		var exitErr *exec.ExitError
 		if errors.As(err, &exitErr) {
-			text, truncated := stderr.text(stderrLimit, redact)
-			return nil, &ExitError{Name: c.Name(), Code: exitErr.ExitCode(), Stderr: text, Truncated: truncated}
+			ee := &ExitError{Name: c.Name(), Code: exitErr.ExitCode()}
+			ee.Stderr, ee.Truncated = stderr.text(stderrLimit, redact)
+			if c.SecretStdout {
+				ee.StdoutBytes = stdout.buf.Len()
+				if overlaps(stderr.buf, stdout.buf.Bytes(), overlapLen) {
+					ee.Stderr, ee.Truncated = withheldStdout, false
+				}
+			}
+			return nil, ee
 		}
 		return nil, plugin.Permanent(fmt.Errorf("starting command %q: %w; check that the program exists and is executable by rekey's user", c.Name(), err))
 	}
@@ -188,6 +222,30 @@ func (c *Command) environ(extra []string) []string {
 		env = append(env, k+"="+v)
 	}
 	return append(env, extra...)
+}
+
+// overlaps reports whether a and b share a run of at least n bytes, or
+// whether one of them is shorter than n and occurs whole in the other.
+func overlaps(a, b []byte, n int) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	if len(a) < n {
+		return bytes.Contains(b, a)
+	}
+	if len(b) < n {
+		return bytes.Contains(a, b)
+	}
+	grams := make(map[string]struct{}, len(a)-n+1)
+	for i := 0; i+n <= len(a); i++ {
+		grams[string(a[i:i+n])] = struct{}{}
+	}
+	for i := 0; i+n <= len(b); i++ {
+		if _, ok := grams[string(b[i:i+n])]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // limitBuffer keeps up to limit bytes and notes whether more came. It

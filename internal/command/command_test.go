@@ -140,6 +140,74 @@ func TestRunWithholdsStderrContainingASecret(t *testing.T) {
 	}
 }
 
+// TestRunWithholdsStderrRepeatingSecretStdout: a command whose stdout may
+// carry a secret (the exec provider's create) prints a key, exits 1 and
+// echoes the key, or part of it, on stderr. Nothing of stdout may reach the
+// error; stderr that shares nothing with stdout is still reported.
+func TestRunWithholdsStderrRepeatingSecretStdout(t *testing.T) {
+	t.Parallel()
+	skipWindows(t)
+	const canary = "CANARYq7w2x9z4k1m8j5"
+	for name, tc := range map[string]struct {
+		script   string
+		withheld bool
+	}{
+		"whole key echoed":       {`printf '{"id":"k1","value":{"v":"%s"}}\n' "$K"; echo "created $K but could not tag it" >&2; exit 1`, true},
+		"part of the key":        {`printf '{"id":"k1","value":{"v":"%s"}}\n' "$K"; echo "value ends in ${K#CANARYq7w}" >&2; exit 1`, true},
+		"cut by the truncation":  {`printf '{"v":"%s"}' "$K"; echo "$K 0123456789012345678901234567890123456789012345678901234567" >&2; exit 1`, true},
+		"whole stdout echoed":    {`out=$(printf '{"v":"%s"}' "$K"); echo "$out"; echo "$out" >&2; exit 2`, true},
+		"unrelated stderr":       {`printf '{"v":"%s"}' "$K"; echo "quota exceeded" >&2; exit 1`, false},
+		"no stdout, stderr only": {`echo "quota exceeded" >&2; exit 1`, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := sh(tc.script)
+			c.SecretStdout = true
+			c.StderrLimit = 48
+			_, err := c.Run(context.Background(), []string{"K=" + canary})
+			var exitErr *ExitError
+			if !errors.As(err, &exitErr) {
+				t.Fatalf("err = %v, want an ExitError", err)
+			}
+			msg := err.Error()
+			for i := 0; i+overlapLen <= len(canary); i++ {
+				if strings.Contains(msg, canary[i:i+overlapLen]) {
+					t.Fatalf("error repeats part of the secret stdout: %q", msg)
+				}
+			}
+			if got := strings.Contains(msg, withheldStdout); got != tc.withheld {
+				t.Fatalf("withheld = %v, want %v: %q", got, tc.withheld, msg)
+			}
+			if !tc.withheld && !strings.Contains(msg, "quota exceeded") {
+				t.Fatalf("unrelated stderr was not reported: %q", msg)
+			}
+			if !strings.Contains(msg, "exited with status") {
+				t.Fatalf("no exit status: %q", msg)
+			}
+			if strings.Contains(tc.script, "printf") != (exitErr.StdoutBytes > 0) || (exitErr.StdoutBytes > 0) != strings.Contains(msg, "bytes on stdout (discarded") {
+				t.Fatalf("stdout bytes = %d: %q", exitErr.StdoutBytes, msg)
+			}
+		})
+	}
+}
+
+func TestOverlaps(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"abcdefgh", "xxabcdefyy", true},
+		{"abcde", "xxabcdeyy", true},
+		{"abcdefgh", "abcdeXfgh", false},
+		{"", "abc", false},
+		{"quota exceeded", `{"id":"k1","value":{"v":"s3cr3t"}}`, false},
+	} {
+		if got := overlaps([]byte(tc.a), []byte(tc.b), 6); got != tc.want {
+			t.Errorf("overlaps(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
 func TestRunTimeoutKillsTheProcessGroup(t *testing.T) {
 	t.Parallel()
 	skipWindows(t)

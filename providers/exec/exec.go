@@ -192,10 +192,12 @@ func newProvider(env *plugin.Env, body hcl.Body) (*Provider, hcl.Diagnostics) {
 			StderrLimit: 4 << 10,
 		}
 	}
+	create := mk(cfg.Create)
+	create.SecretStdout = true // it prints the new key
 	return &Provider{
 		policy:     env.Policy,
 		target:     target,
-		create:     mk(cfg.Create),
+		create:     create,
 		delete:     mk(cfg.Delete),
 		list:       mk(cfg.List),
 		deactivate: mk(cfg.Deactivate),

@@ -329,6 +329,28 @@ env    = { OUT = `+hclString(canary)+` }
 	}
 }
 
+// TestFailedCreateNeverEchoesTheKey: the create command prints a valid key,
+// exits 1 and echoes the key on stderr (issue 8). The error must report
+// the exit status and that stdout was discarded, and hold nothing of the
+// key.
+func TestFailedCreateNeverEchoesTheKey(t *testing.T) {
+	t.Parallel()
+	skipWindows(t)
+	p := mustDecode(t, `
+create = ["/bin/sh", "-c", "printf '{\"id\":\"k\",\"value\":{\"t\":\"%s\"}}' \"$OUT\"; echo \"created $OUT\" >&2; exit 1"]
+delete = ["/bin/true"]
+env    = { OUT = `+hclString(canary)+` }
+`)
+	_, err := p.Create(context.Background(), plugin.Rotation{ID: "r"})
+	var exitErr *command.ExitError
+	if !errors.As(err, &exitErr) || exitErr.Code != 1 {
+		t.Fatalf("err = %v, want exit status 1", err)
+	}
+	if strings.Contains(err.Error(), canary[len("CANARY"):]) || !strings.Contains(err.Error(), "stderr withheld") || !strings.Contains(err.Error(), "bytes on stdout") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
 func TestListAndLastUsedContract(t *testing.T) {
 	t.Parallel()
 	skipWindows(t)
