@@ -8,15 +8,24 @@
 // audit file until it is added here on purpose.
 //
 // Durability: each line is written with one write(2) on a file opened with
-// O_APPEND and is fsynced before Observe returns. Events are few (a dozen
-// per rotation), so the cost is negligible and a line that Observe
-// returned for survives a crash or power loss.
+// O_APPEND and is fsynced before Record returns. Events are few (a dozen
+// per rotation), so the cost is negligible and a line that Record
+// returned nil for survives a crash or power loss.
+//
+// A line is never torn: when a write fails or is short (a full disk, a
+// file size limit), the file is truncated back to its size before the
+// write, and Record returns the error. The engine calls Record
+// synchronously and stops a rotation before its next irreversible step
+// when it fails, so that no key is committed, deactivated or revoked
+// without a trace.
 package audit
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -81,18 +90,28 @@ func NewRecord(host string, e rotator.Event) Record {
 	return r
 }
 
-// Log is a rotator.Observer that appends each event to an audit file. It
-// is safe for concurrent use.
+// Log appends each event to an audit file: as the engine's synchronous
+// recorder (Record) or as an observer (Observe). It is safe for
+// concurrent use.
 type Log struct {
 	path string
 	host string
-	// OnError, if set before the first Observe, is called with each write
-	// that failed; the daemon logs it and counts it. Observe itself never
-	// fails a rotation.
+	// OnError, if set before the first write, is called with each write
+	// that failed; the daemon logs it and counts it.
 	OnError func(error)
 
 	mu sync.Mutex
-	f  *os.File
+	f  appendFile
+}
+
+// appendFile is the part of *os.File the log uses; tests replace it to
+// inject failures.
+type appendFile interface {
+	Write([]byte) (int, error)
+	Stat() (os.FileInfo, error)
+	Truncate(size int64) error
+	Sync() error
+	Close() error
 }
 
 var _ rotator.Observer = (*Log)(nil)
@@ -127,33 +146,53 @@ func openFile(path string) (*os.File, error) {
 // Path returns the file's path.
 func (l *Log) Path() string { return l.path }
 
-// Observe appends e as one JSON line and fsyncs the file.
-func (l *Log) Observe(_ context.Context, e rotator.Event) {
+// Record appends e as one JSON line and fsyncs the file. The line is
+// written whole or not at all: after a failed or short write the file is
+// cut back to its previous size. An error means the event is not durably
+// recorded; the caller must not take the next irreversible step.
+func (l *Log) Record(_ context.Context, e rotator.Event) error {
 	line, err := json.Marshal(NewRecord(l.host, e))
 	if err != nil {
-		l.fail(fmt.Errorf("encoding audit record: %w", err))
-		return
+		return l.fail(fmt.Errorf("encoding audit record: %w", err))
 	}
 	line = append(line, '\n')
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
-		l.fail(fmt.Errorf("writing audit log %s: %w", l.path, os.ErrClosed))
-		return
+		return l.fail(fmt.Errorf("writing audit log %s: %w", l.path, os.ErrClosed))
 	}
-	if _, err := l.f.Write(line); err != nil {
-		l.fail(fmt.Errorf("writing audit log %s: %w", l.path, err))
-		return
+	fi, err := l.f.Stat()
+	if err != nil {
+		return l.fail(fmt.Errorf("writing audit log %s: %w", l.path, err))
+	}
+	n, err := l.f.Write(line)
+	if err == nil && n != len(line) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		werr := fmt.Errorf("writing audit log %s: %w", l.path, err)
+		if n > 0 {
+			if terr := l.f.Truncate(fi.Size()); terr != nil {
+				werr = errors.Join(werr, fmt.Errorf("removing the partial line (%d of %d bytes) from %s: %w", n, len(line), l.path, terr))
+			}
+		}
+		return l.fail(werr)
 	}
 	if err := l.f.Sync(); err != nil {
-		l.fail(fmt.Errorf("syncing audit log %s: %w", l.path, err))
+		return l.fail(fmt.Errorf("syncing audit log %s: %w", l.path, err))
 	}
+	return nil
 }
 
-func (l *Log) fail(err error) {
+// Observe appends e like Record, for callers that only observe; a failed
+// write is reported to OnError.
+func (l *Log) Observe(ctx context.Context, e rotator.Event) { _ = l.Record(ctx, e) }
+
+func (l *Log) fail(err error) error {
 	if l.OnError != nil {
 		l.OnError(err)
 	}
+	return err
 }
 
 // Reopen closes and reopens the file at the same path, for log rotation
