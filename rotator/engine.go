@@ -241,34 +241,65 @@ type RotateOptions struct {
 
 // Rotate starts a rotation of the named policy now, whether or not it is
 // due; a stuck policy is released. If a rotation is already in flight, it
-// is continued instead.
+// is continued instead. With UntilDone, Rotate waits through drain and soak
+// without holding the policy's lock: the scheduler may advance the same
+// rotation meanwhile, and Rotate then reports how it ended.
 func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outcome, error) {
 	p, ok, release := e.usePolicy(name)
 	if !ok {
 		return Outcome{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
 	}
 	defer release()
-	l := e.policyLock(name)
-	l.Lock()
-	defer l.Unlock()
 	// The scheduler (if running) must learn the rotation's next wake time.
 	defer e.Trigger()
-	if _, err := e.journal.Update(ctx, name, func(st *PolicyState) error {
-		st.Stuck = false
-		st.NotBefore = time.Time{}
-		return nil
-	}); err != nil {
-		return Outcome{}, err
-	}
-	for {
-		out, err := e.advanceLocked(ctx, p, true, true)
-		if err != nil || !o.UntilDone || out.Result != OutcomeCommitted {
-			return out, err
+	out, err := e.locked(name, func() (Outcome, error) {
+		if _, err := e.journal.Update(ctx, name, func(st *PolicyState) error {
+			st.Stuck = false
+			st.NotBefore = time.Time{}
+			return nil
+		}); err != nil {
+			return Outcome{}, err
 		}
+		return e.advanceLocked(ctx, p, true, true)
+	})
+	for err == nil && o.UntilDone && out.Result == OutcomeCommitted {
 		if err := sleepUntil(ctx, e.now, out.Next); err != nil {
 			return out, err
 		}
+		id := out.RotationID
+		out, err = e.locked(name, func() (Outcome, error) { return e.continueLocked(ctx, p, id) })
 	}
+	return out, err
+}
+
+// locked runs fn holding the policy's lock.
+func (e *Engine) locked(name string, fn func() (Outcome, error)) (Outcome, error) {
+	l := e.policyLock(name)
+	l.Lock()
+	defer l.Unlock()
+	return fn()
+}
+
+// continueLocked advances the rotation id if it is still in flight, and
+// otherwise reports how it ended; it never starts another rotation.
+func (e *Engine) continueLocked(ctx context.Context, p *policies.Policy, id string) (Outcome, error) {
+	st, _, err := e.journal.Get(ctx, p.Name)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if st.Active != nil && st.Active.ID == id {
+		return e.advanceLocked(ctx, p, false, true)
+	}
+	for i := len(st.History) - 1; i >= 0; i-- {
+		if rec := st.History[i]; rec.ID == id {
+			out := Outcome{Policy: p.Name, RotationID: id, Step: rec.Step, Result: Verdict(rec.Result)}
+			if rec.Error != "" {
+				out.Err = errors.New(rec.Error)
+			}
+			return out, nil
+		}
+	}
+	return Outcome{}, fmt.Errorf("rotation %s of %s is neither in flight nor in the journal's history", id, p.Name)
 }
 
 // Advance moves the named policy forward as far as it can go now: it
@@ -279,10 +310,27 @@ func (e *Engine) Advance(ctx context.Context, name string) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
 	}
 	defer release()
-	l := e.policyLock(name)
-	l.Lock()
-	defer l.Unlock()
-	return e.advanceLocked(ctx, p, false, false)
+	return e.locked(name, func() (Outcome, error) { return e.advanceLocked(ctx, p, false, false) })
+}
+
+// advanceSlot is Advance for the scheduler: it takes one of the
+// scheduler's slots only once it holds the policy's lock, so that calls
+// waiting for a policy busy elsewhere (rekey rotate) hold no slot.
+func (e *Engine) advanceSlot(ctx context.Context, name string, slots chan struct{}) (Outcome, error) {
+	p, ok, release := e.usePolicy(name)
+	if !ok {
+		return Outcome{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
+	}
+	defer release()
+	return e.locked(name, func() (Outcome, error) {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return Outcome{}, ctx.Err()
+		}
+		defer func() { <-slots }()
+		return e.advanceLocked(ctx, p, false, false)
+	})
 }
 
 func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, force, manual bool) (Outcome, error) {
@@ -344,6 +392,8 @@ func (e *Engine) facts(ctx context.Context, p *policies.Policy, st PolicyState) 
 	if !ok {
 		return Facts{}
 	}
+	ctx, cancel := withStepTimeout(ctx, p)
+	defer cancel()
 	keys, err := l.List(ctx)
 	if err != nil || len(keys) != 1 {
 		return Facts{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/probes"
 	"github.com/rekeyhq/rekey/providers"
@@ -23,7 +24,8 @@ func (e *Engine) start(ctx context.Context, p *policies.Policy, st PolicyState, 
 	// Capacity and old keys, before anything is journaled or changed.
 	plan := CapacityPlan{}
 	if l, ok := prov.(providers.Lister); ok {
-		keys, err := l.List(ctx)
+		var keys []plugin.KeyInfo
+		err := e.retry(ctx, p, func(ctx context.Context) (err error) { keys, err = l.List(ctx); return err })
 		if err != nil {
 			return e.failStart(ctx, r, fmt.Errorf("listing keys at provider: %w", err))
 		}
@@ -63,6 +65,7 @@ func (e *Engine) start(ctx context.Context, p *policies.Policy, st PolicyState, 
 }
 
 func (e *Engine) failStart(ctx context.Context, r *run, cause error) (Outcome, error) {
+	cause = r.clean(cause)
 	r.rec.Result = string(StepFailed)
 	r.rec.Error = cause.Error()
 	r.rec.FinishedAt = e.now()
@@ -101,7 +104,9 @@ func (r *run) create(ctx context.Context) (stepResult, error) {
 	if err := e.fp.hit(ctx, "create.before"); err != nil {
 		return stepResult{}, err
 	}
-	key, err := r.p.Provider.Provider.Create(ctx, r.rotation())
+	cctx, cancel := withStepTimeout(ctx, r.p)
+	key, err := r.p.Provider.Provider.Create(cctx, r.rotation())
+	cancel()
 	if err != nil {
 		return stepResult{}, fmt.Errorf("creating key: %w", err)
 	}

@@ -138,6 +138,7 @@ func (r *run) reactivate(ctx context.Context, cause error) error {
 			}
 		}
 	}
+	cause = r.clean(cause)
 	r.rec.Step = StepDrain
 	r.rec.DeactivatedAt = time.Time{}
 	r.rec.Error = cause.Error()

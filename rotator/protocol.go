@@ -159,6 +159,7 @@ func (r *run) drive(ctx context.Context) (Outcome, error) {
 // stepFailed decides what a failed step means: before commit the rotation
 // rolls back; after commit it stays at the step and is retried later.
 func (r *run) stepFailed(ctx context.Context, step Step, t0 time.Time, err error) (Outcome, error) {
+	err = r.clean(err)
 	if ctx.Err() != nil && r.rec.Committed() {
 		return r.outcome(OutcomeCommitted, ctx.Err(), time.Time{}), ctx.Err()
 	}

@@ -69,6 +69,15 @@ func runProbe(ctx context.Context, pb policies.ProbeBlock, key plugin.Key) error
 	}
 }
 
+// withStepTimeout bounds a single external call that is not retried by
+// the policy's step timeout: every wait has a bound.
+func withStepTimeout(ctx context.Context, p *policies.Policy) (context.Context, context.CancelFunc) {
+	if p.StepTimeout <= 0 {
+		return context.WithTimeout(ctx, policies.DefaultStepTimeout)
+	}
+	return context.WithTimeout(ctx, p.StepTimeout)
+}
+
 func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
 	d := t.Sub(now())
 	if d <= 0 {

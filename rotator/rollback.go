@@ -62,7 +62,7 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 	}
 	if r.rec.Promoted {
 		if err := r.runReloads(rctx); err != nil {
-			r.log.Warn().Err(err).Msg("reload after restoring the previous value failed")
+			r.log.Warn().Err(r.clean(err)).Msg("reload after restoring the previous value failed")
 		}
 	}
 	prov := r.p.Provider.Provider

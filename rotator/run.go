@@ -46,9 +46,30 @@ func (r *run) event(step Step, res Result, err error) Event {
 		}
 	}
 	if err != nil {
-		ev.Error = err.Error()
+		ev.Error = r.clean(err).Error()
 	}
 	return ev
+}
+
+// cleanErr is an error whose text went through secret.Scrub; the chain
+// below it stays for errors.Is and errors.As.
+type cleanErr struct {
+	msg string
+	err error
+}
+
+func (c cleanErr) Error() string { return c.msg }
+func (c cleanErr) Unwrap() error { return c.err }
+
+// clean is the one sanitiser of the engine: every error that reaches the
+// journal, the log, events (audit log, metrics, notifications), status or
+// an Outcome goes through it. It removes the values of the key this
+// process holds, control characters, and bounds the length.
+func (r *run) clean(err error) error {
+	if err == nil {
+		return nil
+	}
+	return cleanErr{msg: secret.Scrub(err.Error(), r.key.Value), err: err}
 }
 
 func (r *run) emit(ctx context.Context, step Step, res Result, d time.Duration, err error) {
@@ -56,7 +77,7 @@ func (r *run) emit(ctx context.Context, step Step, res Result, d time.Duration, 
 	ev.Duration = d
 	lg := r.log.Info()
 	if err != nil {
-		lg = r.log.Warn().Str("error", err.Error())
+		lg = r.log.Warn().Str("error", ev.Error)
 	}
 	lg = lg.Str("step", string(step)).Str("result", string(res))
 	if d > 0 {
@@ -99,5 +120,5 @@ func (r *run) sinkKey(sb policies.SinkBlock) plugin.Key {
 
 // outcome reports where the rotation stands.
 func (r *run) outcome(v Verdict, err error, next time.Time) Outcome {
-	return Outcome{Policy: r.p.Name, RotationID: r.rec.ID, Step: r.rec.Step, Result: v, Err: err, Next: next}
+	return Outcome{Policy: r.p.Name, RotationID: r.rec.ID, Step: r.rec.Step, Result: v, Err: r.clean(err), Next: next}
 }

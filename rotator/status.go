@@ -119,7 +119,10 @@ func (e *Engine) Plan(ctx context.Context, names []string) ([]PlanEntry, error) 
 			pe.At = d.At.Format(time.RFC3339)
 		}
 		if l, ok := p.Provider.Provider.(providers.Lister); ok && st.Active == nil {
-			if keys, err := l.List(ctx); err != nil {
+			lctx, cancel := withStepTimeout(ctx, p)
+			keys, err := l.List(lctx)
+			cancel()
+			if err != nil {
 				pe.Warnings = append(pe.Warnings, fmt.Sprintf("listing keys at the provider failed: %v", err))
 			} else {
 				maxKeys := 0
