@@ -63,6 +63,17 @@ type UsageReporter interface {
 	UsageReportingDelay() time.Duration
 }
 
+// Propagator is implemented by providers whose deactivations and
+// deletions take effect late (IAM is eventually consistent: a deactivated
+// access key may keep working for a while). The engine counts no soak probe
+// as evidence that dependents do without the old key until this long after
+// the deactivation.
+type Propagator interface {
+	// PropagationDelay is how long a deactivate or delete may take to take
+	// effect.
+	PropagationDelay() time.Duration
+}
+
 // Factory decodes and validates a provider block body.
 type Factory func(env *plugin.Env, body hcl.Body) (Provider, hcl.Diagnostics)
 
