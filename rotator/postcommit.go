@@ -94,7 +94,7 @@ func (r *run) soak(ctx context.Context) (stepResult, error) {
 		return stepResult{quiet: true}, nil
 	}
 	now := r.e.now()
-	until := r.rec.DeactivatedAt.Add(r.p.Revoke.Soak)
+	until := r.rec.DeactivatedAt.Add(propagation(r.p.Provider.Provider)).Add(r.p.Revoke.Soak)
 	var err error
 	for _, pb := range r.p.Probes {
 		if pb.Target != probes.TargetDependent {
@@ -116,6 +116,19 @@ func (r *run) soak(ctx context.Context) (stepResult, error) {
 		return stepResult{wake: minTime(until, now.Add(r.e.opts.RecheckInterval))}, nil
 	}
 	return stepResult{quiet: true}, nil
+}
+
+// propagation is how long a deactivation may take to take effect
+// (providers.Propagator): the soak starts counting only after it, so the
+// probe that ends the soak runs when the old key is refused for certain.
+func propagation(prov providers.Provider) time.Duration {
+	if _, ok := prov.(providers.Deactivator); !ok {
+		return 0
+	}
+	if pr, ok := prov.(providers.Propagator); ok && pr.PropagationDelay() > 0 {
+		return pr.PropagationDelay()
+	}
+	return 0
 }
 
 func describeSoak(p *policies.Policy) []string {
