@@ -22,7 +22,15 @@ const (
 	ReasonBackoff      = "backoff"
 	ReasonStuck        = "stuck"
 	ReasonInFlight     = "in_flight"
+	// ReasonUnknownAge: the key's creation time is in the future and
+	// rekey has no record of when it first saw the key.
+	ReasonUnknownAge = "unknown_age"
 )
+
+// ClockSkew is how far in the future a key's reported creation time may be
+// (clocks disagree a little) before rekey distrusts it and counts the key's
+// age from when it first saw the key.
+const ClockSkew = 5 * time.Minute
 
 // Decision says whether a policy should start a rotation now, why, and when
 // it should be looked at again.
@@ -33,6 +41,9 @@ type Decision struct {
 	Message string
 	// At is when the policy is (or was) due, or when to look again.
 	At time.Time
+	// Warning, when set, says that the key's reported creation time was
+	// not trusted (a clock is wrong); logs and status show it.
+	Warning string
 }
 
 // Facts are what the engine learned from outside the journal.
@@ -45,18 +56,51 @@ type Facts struct {
 // Decide is the pure scheduling decision for one policy: whether a rotation
 // should start at now. It does no I/O.
 func Decide(p *policies.Policy, st PolicyState, f Facts, now time.Time) Decision {
+	created, seen := st.CurrentKeyCreated, st.CurrentKeySeen
+	if created.IsZero() && seen.IsZero() {
+		created = f.ExistingKeyCreated
+	}
+	from, warning := KeyAgeFrom(created, seen, now)
+	d := decide(p, st, from, warning != "", now)
+	d.Warning = warning
+	return d
+}
+
+// KeyAgeFrom returns the time a key's age counts from: its reported
+// creation time, unless that is more than ClockSkew after rekey first saw
+// the key (or after now, when rekey has no such record). Then the age
+// counts from the first sighting, or is unknown (zero) without one, and
+// warning says so.
+func KeyAgeFrom(created, firstSeen, now time.Time) (from time.Time, warning string) {
+	if created.IsZero() {
+		return firstSeen, ""
+	}
+	ref := firstSeen
+	if ref.IsZero() {
+		ref = now
+	}
+	if !created.After(ref.Add(ClockSkew)) {
+		return created, ""
+	}
+	if firstSeen.IsZero() {
+		return time.Time{}, fmt.Sprintf("the provider reports the key created at %s, in the future: a clock is wrong; rekey has no record of when it first saw the key, so its age is unknown and it is due now",
+			created.UTC().Format(time.RFC3339))
+	}
+	return firstSeen, fmt.Sprintf("the provider reports the key created at %s, more than %s after rekey first saw it: a clock is wrong; its age counts from %s, when rekey first saw it",
+		created.UTC().Format(time.RFC3339), ClockSkew, firstSeen.UTC().Format(time.RFC3339))
+}
+
+func decide(p *policies.Policy, st PolicyState, created time.Time, distrusted bool, now time.Time) Decision {
 	if st.Active != nil {
 		return Decision{Reason: ReasonInFlight, Message: fmt.Sprintf("rotation %s is at step %s", st.Active.ID, st.Active.Step), At: now}
 	}
 	if st.Stuck {
 		return Decision{Reason: ReasonStuck, Message: fmt.Sprintf("stuck after %d failed attempts (last: %s); fix the cause, then run: rekey rotate %s", st.Failures, st.LastError, p.Name)}
 	}
-	created := st.CurrentKeyCreated
-	if created.IsZero() {
-		created = f.ExistingKeyCreated
-	}
 	var d Decision
 	switch {
+	case created.IsZero() && distrusted:
+		d = Decision{Due: true, Reason: ReasonUnknownAge, Message: "the key's age is unknown (its creation time is in the future)", At: now}
 	case created.IsZero():
 		d = Decision{Due: true, Reason: ReasonNeverRotated, Message: "no key rotated by rekey yet", At: now}
 	case p.Schedule.MaxAge > 0 && !now.Before(created.Add(p.Schedule.MaxAge)):

@@ -181,3 +181,48 @@ func TestOrphanKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestDecideKeyCreatedInTheFuture: a provider that reports created_at in
+// 2099 (a wrong clock) must not make a policy "not due for decades": the
+// key's age counts from when rekey first saw it, and the decision carries a
+// warning. Without a first-seen time the age is unknown: rotate now.
+func TestDecideKeyCreatedInTheFuture(t *testing.T) {
+	day := 24 * time.Hour
+	every30 := policies.Schedule{Every: 30 * day}
+	future := mustTime("2099-01-01T00:00:00Z")
+	seen := mustTime("2026-01-01T10:00:00Z")
+	tests := []struct {
+		name   string
+		sched  policies.Schedule
+		st     PolicyState
+		facts  Facts
+		now    time.Time
+		due    bool
+		reason string
+		at     time.Time
+		warn   bool
+	}{
+		{"a key from 2099 first seen 31 days ago should be due by age", every30, PolicyState{CurrentKeyCreated: future, CurrentKeySeen: seen}, Facts{}, seen.Add(31 * day), true, ReasonAge, seen.Add(30 * day), true},
+		{"a key from 2099 first seen 5 days ago should be due 30 days after it was seen", every30, PolicyState{CurrentKeyCreated: future, CurrentKeySeen: seen}, Facts{}, seen.Add(5 * day), false, ReasonNotDue, seen.Add(30 * day), true},
+		{"max_age should count from first seen too", policies.Schedule{Every: 30 * day, MaxAge: 40 * day}, PolicyState{CurrentKeyCreated: future, CurrentKeySeen: seen}, Facts{}, seen.Add(41 * day), true, ReasonMaxAge, seen.Add(40 * day), true},
+		{"a key from 2099 never seen by rekey should be due now", every30, PolicyState{CurrentKeyCreated: future}, Facts{}, seen, true, ReasonUnknownAge, seen, true},
+		{"an adopted key from 2099 should be due now", every30, PolicyState{}, Facts{ExistingKeyCreated: future}, seen, true, ReasonUnknownAge, seen, true},
+		{"a created_at within the skew should count as is", every30, PolicyState{CurrentKeyCreated: seen.Add(ClockSkew - time.Second), CurrentKeySeen: seen}, Facts{}, seen.Add(29 * day), false, ReasonNotDue, seen.Add(ClockSkew - time.Second).Add(30 * day), false},
+		{"a created_at before first seen should count from created_at", every30, PolicyState{CurrentKeyCreated: seen.Add(-10 * day), CurrentKeySeen: seen}, Facts{}, seen.Add(21 * day), true, ReasonAge, seen.Add(20 * day), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &policies.Policy{Name: "p", Schedule: tc.sched}
+			d := Decide(p, tc.st, tc.facts, tc.now)
+			if d.Due != tc.due || d.Reason != tc.reason || !d.At.Equal(tc.at) {
+				t.Fatalf("Decide = {due %v reason %s at %s: %s}, want {due %v reason %s at %s}", d.Due, d.Reason, d.At, d.Message, tc.due, tc.reason, tc.at)
+			}
+			if (d.Warning != "") != tc.warn {
+				t.Fatalf("warning = %q, want one: %v", d.Warning, tc.warn)
+			}
+			if tc.warn && !strings.Contains(d.Warning, "2099-01-01T00:00:00Z") {
+				t.Fatalf("the warning does not name the reported time: %q", d.Warning)
+			}
+		})
+	}
+}

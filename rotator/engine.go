@@ -342,6 +342,9 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, force, m
 	if st.Active == nil {
 		if !force {
 			d := Decide(p, st, e.facts(ctx, p, st), e.now())
+			if d.Warning != "" {
+				e.log.Warn().Str("policy", p.Name).Msg(d.Warning)
+			}
 			if !d.Due {
 				res := OutcomeNotDue
 				if d.Reason == ReasonStuck {

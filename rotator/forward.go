@@ -113,8 +113,12 @@ func (r *run) create(ctx context.Context) (stepResult, error) {
 	if key.ID == "" {
 		return stepResult{}, errors.New("creating key: the provider returned no key id")
 	}
+	seen := e.now()
 	if key.CreatedAt.IsZero() {
-		key.CreatedAt = e.now()
+		key.CreatedAt = seen
+	}
+	if _, warning := KeyAgeFrom(key.CreatedAt, seen, seen); warning != "" {
+		r.log.Warn().Str("key", secret.Mask(key.ID)).Msg(warning)
 	}
 	r.key = key
 	e.mu.Lock()
@@ -125,6 +129,7 @@ func (r *run) create(ctx context.Context) (stepResult, error) {
 	}
 	r.rec.NewKeyID = key.ID
 	r.rec.NewKeyCreated = key.CreatedAt
+	r.rec.NewKeySeen = seen
 	return stepResult{}, nil
 }
 
@@ -314,14 +319,18 @@ func (r *run) commit(ctx context.Context) (stepResult, error) {
 	}
 	now := r.e.now()
 	r.rec.CommittedAt = now
-	created := r.rec.NewKeyCreated
+	created, seen := r.rec.NewKeyCreated, r.rec.NewKeySeen
 	if created.IsZero() {
 		created = now
+	}
+	if seen.IsZero() {
+		seen = now
 	}
 	return stepResult{
 		apply: func(st *PolicyState) {
 			st.CurrentKeyID = r.rec.NewKeyID
 			st.CurrentKeyCreated = created
+			st.CurrentKeySeen = seen
 			for _, id := range r.rec.OldKeyIDs {
 				if !contains(st.Retired, id) {
 					st.Retired = append(st.Retired, id)

@@ -36,6 +36,10 @@ type PolicyState struct {
 	// CurrentKeyID is the key the sinks serve since the last commit.
 	CurrentKeyID      string    `json:"current_key_id,omitempty"`
 	CurrentKeyCreated time.Time `json:"current_key_created,omitzero"`
+	// CurrentKeySeen is when rekey first saw the current key (its create
+	// returned); the key's age counts from it when the provider reports a
+	// creation time in the future.
+	CurrentKeySeen time.Time `json:"current_key_first_seen,omitzero"`
 	// Retired are old keys whose rotation committed but whose deletion has
 	// not been confirmed; they are provably rekey's and no longer served.
 	Retired []string `json:"retired,omitempty"`
@@ -70,6 +74,8 @@ type Record struct {
 	IntentAt      time.Time `json:"intent_at,omitzero"`
 	NewKeyID      string    `json:"new_key_id,omitempty"`
 	NewKeyCreated time.Time `json:"new_key_created,omitzero"`
+	// NewKeySeen is when the provider's create returned the new key.
+	NewKeySeen time.Time `json:"new_key_first_seen,omitzero"`
 	// OldKeyIDs are the keys this rotation retires after commit.
 	OldKeyIDs []string `json:"old_key_ids,omitempty"`
 	// Sinks maps each sink location to its versions.

@@ -12,11 +12,16 @@ import (
 // PolicyStatus is what `rekey status` shows for one policy. Key ids are
 // masked; nothing here is secret.
 type PolicyStatus struct {
-	Policy      string    `json:"policy"`
-	Configured  bool      `json:"configured"`
-	CurrentKey  string    `json:"current_key,omitempty"`
-	KeyCreated  time.Time `json:"key_created,omitzero"`
-	KeyAgeSec   int64     `json:"key_age_seconds,omitempty"`
+	Policy     string    `json:"policy"`
+	Configured bool      `json:"configured"`
+	CurrentKey string    `json:"current_key,omitempty"`
+	KeyCreated time.Time `json:"key_created,omitzero"`
+	KeySeen    time.Time `json:"key_first_seen,omitzero"`
+	// KeyAgeSec counts from KeyCreated, or from KeySeen when the provider
+	// reported a creation time in the future (then Warning says so).
+	KeyAgeSec int64 `json:"key_age_seconds,omitempty"`
+	// Warning reports a key creation time that was not trusted.
+	Warning     string    `json:"warning,omitempty"`
 	Generation  int64     `json:"generation"`
 	LastResult  string    `json:"last_result,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
@@ -57,7 +62,12 @@ func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
 		if st.CurrentKeyID != "" {
 			ps.CurrentKey = secret.Mask(st.CurrentKeyID)
 			ps.KeyCreated = st.CurrentKeyCreated
-			ps.KeyAgeSec = int64(now.Sub(st.CurrentKeyCreated) / time.Second)
+			ps.KeySeen = st.CurrentKeySeen
+			from, warning := KeyAgeFrom(st.CurrentKeyCreated, st.CurrentKeySeen, now)
+			if !from.IsZero() {
+				ps.KeyAgeSec = int64(now.Sub(from) / time.Second)
+			}
+			ps.Warning = warning
 		}
 		p, ok := e.Policy(st.Policy)
 		ps.Configured = ok
