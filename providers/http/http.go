@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/rekeyhq/rekey/internal/command"
 	"github.com/rekeyhq/rekey/internal/duration"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/providers"
@@ -34,21 +35,24 @@ const Kind = "http"
 func init() { providers.Register(Kind, New) }
 
 type config struct {
-	BaseURL        string         `hcl:"base_url"`
-	Target         *string        `hcl:"target,optional"`
-	CAFile         *string        `hcl:"ca_file,optional"`
-	RequestTimeout *string        `hcl:"request_timeout,optional"`
-	Retries        *int           `hcl:"retries,optional"`
-	MaxKeys        *int           `hcl:"max_keys,optional"`
-	UsageDelay     *string        `hcl:"usage_delay,optional"`
-	Headers        hcl.Expression `hcl:"headers,optional"`
-	Auth           *AuthBlock     `hcl:"auth,block"`
-	Create         *requestConfig `hcl:"create,block"`
-	List           *requestConfig `hcl:"list,block"`
-	Delete         *requestConfig `hcl:"delete,block"`
-	Deactivate     *requestConfig `hcl:"deactivate,block"`
-	Activate       *requestConfig `hcl:"activate,block"`
-	LastUsed       *requestConfig `hcl:"last_used,block"`
+	BaseURL        string            `hcl:"base_url"`
+	Target         *string           `hcl:"target,optional"`
+	CAFile         *string           `hcl:"ca_file,optional"`
+	RequestTimeout *string           `hcl:"request_timeout,optional"`
+	Retries        *int              `hcl:"retries,optional"`
+	MaxKeys        *int              `hcl:"max_keys,optional"`
+	UsageDelay     *string           `hcl:"usage_delay,optional"`
+	Headers        hcl.Expression    `hcl:"headers,optional"`
+	Orphans        *string           `hcl:"orphans,optional"`
+	CreateCommand  []string          `hcl:"create_command,optional"`
+	CommandEnv     map[string]string `hcl:"command_env,optional"`
+	Auth           *AuthBlock        `hcl:"auth,block"`
+	Create         *requestConfig    `hcl:"create,block"`
+	List           *requestConfig    `hcl:"list,block"`
+	Delete         *requestConfig    `hcl:"delete,block"`
+	Deactivate     *requestConfig    `hcl:"deactivate,block"`
+	Activate       *requestConfig    `hcl:"activate,block"`
+	LastUsed       *requestConfig    `hcl:"last_used,block"`
 
 	BaseURLRange        hcl.Range `hcl:"base_url,attr_range"`
 	TargetRange         hcl.Range `hcl:"target,attr_range"`
@@ -57,6 +61,9 @@ type config struct {
 	RetriesRange        hcl.Range `hcl:"retries,attr_range"`
 	MaxKeysRange        hcl.Range `hcl:"max_keys,attr_range"`
 	UsageDelayRange     hcl.Range `hcl:"usage_delay,attr_range"`
+	OrphansRange        hcl.Range `hcl:"orphans,attr_range"`
+	CreateCommandRange  hcl.Range `hcl:"create_command,attr_range"`
+	CommandEnvRange     hcl.Range `hcl:"command_env,attr_range"`
 }
 
 type requestConfig struct {
@@ -67,7 +74,7 @@ type requestConfig struct {
 	ExpectStatus     hcl.Expression    `hcl:"expect_status,optional"`
 	GoneStatus       hcl.Expression    `hcl:"gone_status,optional"`
 	ID               *string           `hcl:"id,optional"`
-	Value            map[string]string `hcl:"value,optional"`
+	Value            map[string]string `hcl:"fields,optional"`
 	CreatedAt        *string           `hcl:"created_at,optional"`
 	Items            *string           `hcl:"items,optional"`
 	Status           *string           `hcl:"status,optional"`
@@ -81,7 +88,7 @@ type requestConfig struct {
 
 	MethodRange     hcl.Range `hcl:"method,attr_range"`
 	IDRange         hcl.Range `hcl:"id,attr_range"`
-	ValueRange      hcl.Range `hcl:"value,attr_range"`
+	ValueRange      hcl.Range `hcl:"fields,attr_range"`
 	CreatedAtRange  hcl.Range `hcl:"created_at,attr_range"`
 	ItemsRange      hcl.Range `hcl:"items,attr_range"`
 	StatusRange     hcl.Range `hcl:"status,attr_range"`
@@ -110,7 +117,7 @@ type opKind struct {
 }
 
 var opKinds = map[string]opKind{
-	"create":     {"create", http.MethodPost, []int{200, 201}, nil, []string{VarRotationID, VarPolicy, VarGeneration, VarOldKeyID}, set("id", "value", "created_at")},
+	"create":     {"create", http.MethodPost, []int{200, 201}, nil, []string{VarRotationID, VarPolicy, VarGeneration, VarOldKeyID}, set("id", "fields", "created_at")},
 	"list":       {"list", http.MethodGet, []int{200}, nil, []string{VarPolicy}, set("id", "items", "status", "active_values", "inactive_values", "created_at", "rotation_id", "rotation_id_prefix", "next")},
 	"delete":     {"delete", http.MethodDelete, []int{200, 202, 204}, []int{404, 410}, []string{VarKeyID, VarPolicy}, set("gone_status")},
 	"deactivate": {"deactivate", http.MethodPut, []int{200, 201, 202, 204}, nil, []string{VarKeyID, VarPolicy}, set("gone_status")},
@@ -136,9 +143,6 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	at := env.Subject
 	errAt := func(r hcl.Range, summary, detail string) {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: at(r)})
-	}
-	warnAt := func(r hcl.Range, summary, detail string) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: detail, Subject: at(r)})
 	}
 
 	base, bdiags := ParseBaseURL(env, cfg.BaseURL, cfg.BaseURLRange)
@@ -193,8 +197,24 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	s.Deactivate = decodeOp(cfg.Deactivate, "deactivate")
 	s.Activate = decodeOp(cfg.Activate, "activate")
 	s.LastUsed = decodeOp(cfg.LastUsed, "last_used")
-	if cfg.Create == nil {
-		errAt(env.DefRange, "Missing create request", "The http provider needs a create { ... } block: the request that makes a key. For an API that cannot create keys, pair an exec provider's create with these requests (see the README).")
+	switch {
+	case cfg.Create == nil && cfg.CreateCommand == nil:
+		errAt(env.DefRange, "Missing create request", "The http provider needs a create { ... } block: the request that makes a key. For an API that cannot create keys, run a command instead with create_command (see the README).")
+	case cfg.Create != nil && cfg.CreateCommand != nil:
+		errAt(cfg.CreateCommandRange, "Two ways to create", "Use a create { ... } request or create_command, not both.")
+	case cfg.CreateCommand != nil:
+		diags = append(diags, command.CheckArgv("create_command", cfg.CreateCommand, true, *at(cfg.CreateCommandRange))...)
+		diags = append(diags, command.CheckEnv(cfg.CommandEnv, *at(cfg.CommandEnvRange))...)
+		s.CreateCommand = &command.Command{
+			Argv:         command.Resolve(cfg.CreateCommand, env.Path),
+			Env:          cfg.CommandEnv,
+			Timeout:      DefaultCommandTimeout,
+			StderrLimit:  4 << 10,
+			SecretStdout: true,
+		}
+	}
+	if cfg.CommandEnv != nil && cfg.CreateCommand == nil {
+		errAt(cfg.CommandEnvRange, "command_env without create_command", "command_env sets environment variables of create_command; add it or remove command_env.")
 	}
 	if cfg.Delete == nil {
 		errAt(env.DefRange, "Missing delete request", "The http provider needs a delete { ... } block: the request that removes a key for good. For an API without deletion, deactivating for good is the closest (see the Express Gateway example).")
@@ -234,21 +254,59 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 		errAt(cfg.Create.DefRange, "create uses .OldKeyID without list", "rekey finds the old key id with the list request (the one active key). Add list { ... }.")
 	}
 	if !diags.HasErrors() {
-		switch {
-		case s.List == nil:
-			warnAt(env.DefRange, "Orphans cannot be found", "Without a list request, a key made by a create that rekey could not record (a crash, a lost answer) cannot be found or deleted. Add list { ... } with rotation_id.")
-		case s.List.RotationID != nil && !uses(s.Create, VarRotationID):
-			errAt(cfg.List.RotationIDRange, "create does not send the rotation id", "list reads rotation_id from each key, but the create request never sends {{ .RotationID }}: put it in the key's name, tag or metadata.")
-		case s.List.RotationID == nil && s.List.CreatedAt != nil:
-			warnAt(cfg.List.DefRange, "Orphans can only be found by creation time", "The list request reads no rotation_id, so after a crash rekey recognises a key it made but could not record only by its creation time (after the rotation started, unknown to the journal). If the API can carry a name, tag or metadata, put {{ .RotationID }} in it at create and read it with rotation_id.")
-		case s.List.RotationID == nil:
-			warnAt(cfg.List.DefRange, "Orphans cannot be found", "The list request reads neither rotation_id nor created_at, so a key made by a create that rekey could not record cannot be told from others. Read rotation_id (best) or created_at.")
-		}
+		diags = append(diags, checkOrphans(env, s, cfg)...)
 	}
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	return NewFromSpec(s), diags
+}
+
+// Ways orphans are found, for the orphans attribute.
+const (
+	OrphansByRotationID = "rotation_id"
+	OrphansByCreatedAt  = "created_at"
+	OrphansManual       = "manual"
+)
+
+// checkOrphans says how a key made by an unrecorded create is found, and
+// warns unless it is by rotation id or the operator acknowledged it with
+// the orphans attribute.
+func checkOrphans(env *plugin.Env, s Spec, cfg config) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	at := env.Subject
+	how := OrphansManual
+	switch {
+	case s.List != nil && s.List.RotationID != nil:
+		how = OrphansByRotationID
+		if s.Create != nil && !uses(s.Create, VarRotationID) {
+			return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "create does not send the rotation id", Detail: "list reads rotation_id from each key, but the create request never sends {{ .RotationID }}: put it in the key's name, tag or metadata.", Subject: at(cfg.List.RotationIDRange)}}
+		}
+	case s.List != nil && s.List.CreatedAt != nil:
+		how = OrphansByCreatedAt
+	}
+	if cfg.Orphans != nil {
+		switch *cfg.Orphans {
+		case how:
+			return nil
+		case OrphansByRotationID, OrphansByCreatedAt, OrphansManual:
+			return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid orphans", Detail: fmt.Sprintf("orphans = %q, but this configuration finds orphans %s. Set orphans = %q, or change the list request.", *cfg.Orphans, orphanText[how], how), Subject: at(cfg.OrphansRange)}}
+		}
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid orphans", Detail: "orphans is \"rotation_id\", \"created_at\" or \"manual\".", Subject: at(cfg.OrphansRange)}}
+	}
+	switch how {
+	case OrphansByCreatedAt:
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Orphans can only be found by creation time", Detail: "The list request reads no rotation_id, so after a crash rekey recognises a key it made but could not record only by its creation time (after the rotation started, unknown to the journal). If the API can carry a name, tag or metadata, put {{ .RotationID }} in it at create and read it with rotation_id; else acknowledge with orphans = \"created_at\".", Subject: at(cfg.List.DefRange)})
+	case OrphansManual:
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Orphans cannot be found", Detail: "rekey cannot find a key made by a create it could not record (a crash, a lost answer): there is no list request reading rotation_id or created_at. Add one; or, if the API cannot list keys, acknowledge with orphans = \"manual\" and look for keys carrying the rotation id after a crash.", Subject: at(env.DefRange)})
+	}
+	return diags
+}
+
+var orphanText = map[string]string{
+	OrphansByRotationID: "by the rotation id that list reads",
+	OrphansByCreatedAt:  "by the creation time that list reads",
+	OrphansManual:       "not at all (no list request reading rotation_id or created_at)",
 }
 
 func sendsToken(s Spec) bool {
@@ -373,8 +431,8 @@ func decodeRequest(env *plugin.Env, rc *requestConfig, k opKind, auth bool) (*Op
 	op.Next = jp("next", rc.Next, rc.NextRange)
 	op.LastUsed = jp("last_used", rc.LastUsed, rc.LastUsedRange)
 	if rc.Value != nil {
-		if !k.allowed["value"] {
-			errAt(rc.ValueRange, "Unexpected value", "value is read from the answer of create only.")
+		if !k.allowed["fields"] {
+			errAt(rc.ValueRange, "Unexpected fields", "fields are read from the answer of create only.")
 		} else {
 			names := make([]string, 0, len(rc.Value))
 			for n := range rc.Value {
@@ -384,11 +442,11 @@ func decodeRequest(env *plugin.Env, rc *requestConfig, k opKind, auth bool) (*Op
 			op.Value = map[string]*Path{}
 			for _, n := range names {
 				if n == "" {
-					errAt(rc.ValueRange, "Invalid value", "A value field needs a name.")
+					errAt(rc.ValueRange, "Invalid fields", "A key field needs a name.")
 					continue
 				}
 				text := rc.Value[n]
-				if p := jp("value", &text, rc.ValueRange); p != nil {
+				if p := jp("fields", &text, rc.ValueRange); p != nil {
 					op.Value[n] = p
 				}
 			}
@@ -416,7 +474,7 @@ func decodeRequest(env *plugin.Env, rc *requestConfig, k opKind, auth bool) (*Op
 			errAt(rc.DefRange, "Missing id", "create needs id: the JMESPath of the new key's id in the answer, such as \"id\".")
 		}
 		if len(rc.Value) == 0 {
-			errAt(rc.DefRange, "Missing value", "create needs value: the key's secret fields and where they are in the answer, such as value = { api_key = \"key\" }.")
+			errAt(rc.DefRange, "Missing fields", "create needs fields: the key's secret fields and where each is in the answer, such as fields = { api_key = \"key\" }.")
 		}
 	case "list":
 		if rc.ID == nil {

@@ -196,7 +196,7 @@ create {
   path = "/v1/keys"
   body = "{\"tags\": [\"rekey\", \"rekey-rotation:{{ .RotationID }}\", {{ json .Policy }}]}"
   id         = "id"
-  value      = { api_key = "secret", key_id = "id" }
+  fields     = { api_key = "secret", key_id = "id" }
   created_at = "created_at"
 }
 list {
@@ -484,7 +484,7 @@ create {
   path = "/keys"
   body = "{\"name\": \"rekey-{{ .RotationID }}\"}"
   id = "id"
-  value = { api_key = "key" }
+  fields = { api_key = "key" }
 }
 delete { path = "/keys/{{ .KeyID }}" }
 `
@@ -560,5 +560,59 @@ func TestParseTime(t *testing.T) {
 func TestEscape(t *testing.T) {
 	if got := escapeAll("a b/c?d&e=f+g%h_.~-"); got != "a%20b%2Fc%3Fd%26e%3Df%2Bg%25h_.~-" {
 		t.Errorf("escapeAll = %s", got)
+	}
+}
+
+func TestOrphansAttribute(t *testing.T) {
+	const base = `
+base_url = "https://keys.example"
+create {
+  path = "/keys"
+  id = "id"
+  fields = { api_key = "key" }
+}
+delete { path = "/keys/{{ .KeyID }}" }
+`
+	listByTime := "list {\n  path = \"/keys\"\n  id = \"id\"\n  created_at = \"created\"\n}\n"
+	_, diags := decode(t, base+listByTime+"orphans = \"created_at\"\n")
+	if len(diags) != 0 {
+		t.Errorf("orphans = created_at acknowledged: %s; want no diagnostics", diags)
+	}
+	_, diags = decode(t, base+"orphans = \"manual\"\n")
+	if len(diags) != 0 {
+		t.Errorf("orphans = manual without list: %s; want no diagnostics", diags)
+	}
+	_, diags = decode(t, base+listByTime+"orphans = \"rotation_id\"\n")
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "by the creation time") {
+		t.Errorf("orphans = rotation_id without rotation_id: %s; want an error", diags)
+	}
+}
+
+func TestCreateCommand(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("needs /bin/sh")
+	}
+	a, srv := newKeyAPI(t)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "create.sh")
+	if err := os.WriteFile(script, []byte(`#!/bin/sh
+printf '{"id": "ext-%s", "value": {"api_key": "%s-%s"}, "created_at": "2026-01-02T03:04:05Z"}' "$REKEY_ROTATION_ID" "$SECRET_PREFIX" "$REKEY_POLICY"
+`), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	src := a.config(t, srv.URL, "")
+	start := strings.Index(src, "create {")
+	end := strings.Index(src, "list {")
+	src = src[:start] + fmt.Sprintf("create_command = [%q]\ncommand_env = { SECRET_PREFIX = %q }\n", script, "not-secret") + src[end:]
+	p := mustDecode(t, src)
+	k, err := p.Create(context.Background(), plugin.Rotation{ID: "r9", Policy: "orders"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.ID != "ext-r9" || k.Value["api_key"].Reveal() != "not-secret-orders" || k.CreatedAt.Year() != 2026 {
+		t.Errorf("key from create_command: %s %v %s", k.ID, k.Value.Names(), k.CreatedAt)
+	}
+	if n := a.count("POST /v1/keys"); n != 0 {
+		t.Errorf("the create request was sent %d times", n)
 	}
 }

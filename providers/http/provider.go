@@ -13,6 +13,7 @@ import (
 
 	"github.com/jmespath-community/go-jmespath"
 
+	"github.com/rekeyhq/rekey/internal/command"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/providers"
 	"github.com/rekeyhq/rekey/secret"
@@ -104,8 +105,12 @@ type Spec struct {
 	// Headers are sent with every request (a request's own headers win).
 	Headers                                              []Header
 	Create, List, Delete, Deactivate, Activate, LastUsed *Op
-	MaxKeys                                              int
-	UsageDelay                                           time.Duration
+	// CreateCommand, when set, makes keys instead of the Create request
+	// (for APIs that cannot create keys); it follows the exec provider's
+	// create contract.
+	CreateCommand *command.Command
+	MaxKeys       int
+	UsageDelay    time.Duration
 }
 
 // Provider is a provider built from a Spec. New and NewFromSpec return
@@ -255,6 +260,9 @@ func (p *Provider) baseVars() map[string]string {
 // known carries the rotation id (or its creation time) for rekey's
 // rollback to find it.
 func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key, error) {
+	if p.s.CreateCommand != nil {
+		return p.runCreate(ctx, rot)
+	}
 	op := p.s.Create
 	vars := p.baseVars()
 	if rot.Policy != "" {
@@ -597,4 +605,57 @@ func (p *Provider) lastUsed(ctx context.Context, keyID string) (time.Time, error
 		return time.Time{}, plugin.Permanent(p.s.Client.Errorf(r, "last_used at %q: %w", op.LastUsed.Text, err))
 	}
 	return t, nil
+}
+
+// DefaultCommandTimeout bounds create_command.
+const DefaultCommandTimeout = time.Minute
+
+// runCreate runs create_command, which prints the key as the exec
+// provider's create does: {"id": ..., "value": {...}, "created_at": ...}.
+func (p *Provider) runCreate(ctx context.Context, rot plugin.Rotation) (plugin.Key, error) {
+	c := p.s.Client
+	policy := rot.Policy
+	if policy == "" {
+		policy = c.Policy
+	}
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%s provider of policy %q: create_command: %w", c.Kind, c.Policy, fmt.Errorf(format, args...))
+	}
+	out, err := p.s.CreateCommand.Run(ctx, []string{
+		"REKEY_POLICY=" + policy,
+		"REKEY_ROTATION_ID=" + rot.ID,
+		"REKEY_GENERATION=" + strconv.FormatInt(rot.Generation, 10),
+	})
+	defer clear(out)
+	if err != nil {
+		return plugin.Key{}, fail("%w", err)
+	}
+	var res struct {
+		ID        string            `json:"id"`
+		Value     map[string]string `json:"value"`
+		CreatedAt string            `json:"created_at"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return plugin.Key{}, plugin.Permanent(fail("stdout is not the JSON object {\"id\", \"value\", \"created_at\"} (not shown: it may carry a secret)"))
+	}
+	if res.ID == "" || checkID(res.ID) != nil {
+		return plugin.Key{}, plugin.Permanent(fail("the output has no usable \"id\"; %s", p.orphanHint()))
+	}
+	if len(res.Value) == 0 {
+		return plugin.Key{}, plugin.Permanent(fail("the output has no \"value\" fields for key %s; %s", secret.Mask(res.ID), p.orphanHint()))
+	}
+	fields := make(secret.Fields, len(res.Value))
+	for name, v := range res.Value {
+		if name == "" || v == "" {
+			return plugin.Key{}, plugin.Permanent(fail("a \"value\" field of key %s is empty; %s", secret.Mask(res.ID), p.orphanHint()))
+		}
+		fields[name] = secret.New(v)
+	}
+	created := time.Now().UTC()
+	if res.CreatedAt != "" {
+		if t, err := parseTime(res.CreatedAt); err == nil && !t.IsZero() {
+			created = t
+		}
+	}
+	return plugin.Key{ID: res.ID, Value: fields, CreatedAt: created}, nil
 }
