@@ -234,7 +234,7 @@ func (s *Postgres) start() error {
 	}
 	cmd := s.acct.command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.Dir, "data"),
 		"-c", "listen_addresses=127.0.0.1", "-p", strconv.Itoa(s.Port), "-k", s.Dir,
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=16MB")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	p, err := startProcess(cmd)
