@@ -21,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/rekeyhq/rekey/internal/faultinject"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/providers"
@@ -41,7 +42,10 @@ type Options struct {
 	// RecheckInterval is how often a draining or soaking rotation is looked
 	// at again (default 1m; never more than the remaining wait).
 	RecheckInterval time.Duration
-	// Failpoints enables failpoints (tests); when nil, FailpointEnv is read.
+	// Failpoints enables failpoints (tests only): name (see Failpoints) to
+	// action ("kill", "error" or "panic"). When nil, the failpoints a test
+	// binary enabled through internal/faultinject apply; a production
+	// binary has none.
 	Failpoints map[string]string
 }
 
@@ -107,14 +111,16 @@ func New(opts Options) (*Engine, error) {
 	for _, o := range opts.Observers {
 		e.AddObserver(o)
 	}
-	if opts.Failpoints != nil {
-		e.fp = &failpoints{action: opts.Failpoints, hits: map[string]int{}}
-	} else {
-		fp, err := failpointsFromEnv()
-		if err != nil {
-			return nil, err
+	if opts.Failpoints == nil {
+		opts.Failpoints = faultinject.Points()
+	}
+	if len(opts.Failpoints) > 0 {
+		for name, action := range opts.Failpoints {
+			if _, err := ParseFailpoints(name + "=" + action); err != nil {
+				return nil, err
+			}
 		}
-		e.fp = fp
+		e.fp = &failpoints{action: opts.Failpoints, hits: map[string]int{}}
 	}
 	if names := e.fp.enabled(); len(names) > 0 {
 		e.log.Warn().Strs("failpoints", names).Msg("failpoints are enabled: this process will crash or fail on purpose (tests only)")

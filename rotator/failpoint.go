@@ -4,17 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"sync"
 )
 
-// FailpointEnv names the environment variable that enables failpoints, as
-// a comma-separated list of NAME=ACTION, where NAME is STEP.before or
-// STEP.after (e.g. "promote.after") and ACTION is "kill" (the process
-// kills itself with SIGKILL, like a crash), "error" (the call fails) or
-// "panic". Failpoints exist for crash tests; an operator never sets this.
+// FailpointEnv names the environment variable through which a crash test
+// hands failpoints to the test binary it runs as the daemon: that binary's
+// TestMain parses it with ParseFailpoints and passes the result to
+// internal/faultinject. The syntax is a comma-separated list of NAME=ACTION,
+// where NAME is STEP.before or STEP.after (e.g. "promote.after") and
+// ACTION is "kill" (the process kills itself with SIGKILL, like a crash),
+// "error" (the call fails) or "panic". No production code reads it.
 const FailpointEnv = "REKEY_FAILPOINTS"
 
 // ErrFailpoint is returned by a failpoint whose action is "error".
@@ -92,16 +93,4 @@ func (f *failpoints) hit(_ context.Context, name string) error {
 		panic("failpoint " + name)
 	}
 	return fmt.Errorf("%s: %w", name, ErrFailpoint)
-}
-
-func failpointsFromEnv() (*failpoints, error) {
-	spec := os.Getenv(FailpointEnv)
-	if spec == "" {
-		return nil, nil
-	}
-	m, err := ParseFailpoints(spec)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", FailpointEnv, err)
-	}
-	return &failpoints{action: m, hits: map[string]int{}}, nil
 }

@@ -116,22 +116,19 @@ func (e *Engine) Run(ctx context.Context) error {
 				wg.Add(1)
 				go func(name string) {
 					defer wg.Done()
-					select {
-					case sem <- struct{}{}:
-					case <-ctx.Done():
+					out, err := e.advanceSlot(ctx, name, sem)
+					if ctx.Err() != nil {
 						return
 					}
-					out, err := e.Advance(ctx, name)
-					<-sem
 					next := out.Next
 					if err != nil {
 						e.log.Error().Err(err).Str("policy", name).Msg("advancing policy")
 						next = e.now().Add(e.opts.RecheckInterval)
 					}
-					if next.IsZero() || out.Result == "done" {
+					if next.IsZero() || out.Result == OutcomeDone {
 						next = e.now()
 					}
-					if out.Result == "stuck" {
+					if out.Result == OutcomeStuck {
 						next = e.now().Add(24 * time.Hour)
 					}
 					select {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -17,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/internal/control"
+	rekeyd "github.com/rekeyhq/rekey/internal/daemon"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/rotator"
 )
@@ -100,26 +100,15 @@ type local struct {
 	close  func()
 }
 
-// openLocal loads the configuration and opens the journal. readOnly opens
-// an empty in-memory journal when no journal exists yet.
+// openLocal opens the journal and the audit log (internal/daemon), with
+// the daemon's journal-loss checks. readOnly shows an empty in-memory
+// journal when the state directory was never used.
 func (a *app) openLocal(cfg *policies.Config, log zerolog.Logger, readOnly bool) (*local, error) {
-	var j rotator.Journal
-	if _, err := os.Stat(filepath.Join(cfg.StateDir, rotator.JournalFile)); readOnly && errors.Is(err, os.ErrNotExist) {
-		j = rotator.NewMemJournal()
-	} else {
-		bj, err := rotator.OpenBoltJournal(cfg.StateDir)
-		if err != nil {
-			return nil, err
-		}
-		j = bj
-	}
-	e, err := rotator.New(rotator.Options{Journal: j, Logger: log})
+	l, err := rekeyd.OpenLocal(cfg, log, readOnly)
 	if err != nil {
-		j.Close()
 		return nil, err
 	}
-	e.SetPolicies(cfg.Policies)
-	return &local{cfg: cfg, engine: e, close: func() { j.Close(); cfg.Connections.Close() }}, nil
+	return &local{cfg: cfg, engine: l.Engine, close: l.Close}, nil
 }
 
 // connect returns a client of the running daemon, or, when no daemon

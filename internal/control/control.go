@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/rekeyhq/rekey/plugin"
@@ -84,6 +85,10 @@ func FromOutcome(o rotator.Outcome, err error) Outcome {
 type Server struct {
 	Engine *rotator.Engine
 	srv    *http.Server
+	// handlers counts requests being answered; Serve returns only after
+	// they all returned, so that a rotation started through the socket
+	// never runs after its daemon closed what it uses.
+	handlers sync.WaitGroup
 }
 
 // Listen creates the socket (removing a stale one) with mode 0600. On
@@ -109,13 +114,26 @@ func Listen(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve answers requests on ln until ctx is cancelled.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+// Handler returns the control API's HTTP handler. Requests are counted
+// until they return (see Serve).
+func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/plan", s.plan)
 	mux.HandleFunc("POST /v1/rotate", s.rotate)
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.handlers.Add(1)
+		defer s.handlers.Done()
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// Serve answers requests on ln until ctx is cancelled. Requests get
+// contexts derived from ctx (and its logger): cancelling ctx asks the
+// rotations they run to reach a safe point, and Serve returns once every
+// request has returned.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()
 	select {
@@ -124,8 +142,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		defer cancel()
 		_ = s.srv.Shutdown(sctx)
 		<-errc
+		s.handlers.Wait()
 		return nil
 	case err := <-errc:
+		s.handlers.Wait()
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil
 		}
