@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcled"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // WriteDiagnostics renders diags for a terminal. Each starts with a
@@ -20,7 +22,8 @@ import (
 func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics, color bool) error {
 	for _, d := range diags {
 		var buf bytes.Buffer
-		if err := hcl.NewDiagnosticTextWriter(&buf, files, 0, color).WriteDiagnostic(d); err != nil {
+		shownFiles, shown := clipSnippet(files, d)
+		if err := hcl.NewDiagnosticTextWriter(&buf, shownFiles, 0, color).WriteDiagnostic(shown); err != nil {
 			return err
 		}
 		if d.Subject != nil {
@@ -62,8 +65,9 @@ func DiagnosticsJSON(files map[string]*hcl.File, diags hcl.Diagnostics) ([]byte,
 		if d.Subject != nil {
 			r := *d.Subject
 			jd.Range = &jsonRange{Filename: r.Filename, Start: jsonPos(r.Start), End: jsonPos(r.End)}
-			if f := files[r.Filename]; f != nil && f.Bytes != nil {
-				jd.Snippet = snippet(f, d)
+			shownFiles, shown := clipSnippet(files, d)
+			if f := shownFiles[r.Filename]; f != nil && f.Bytes != nil {
+				jd.Snippet = snippet(f, shown)
 			}
 		}
 		out.Diagnostics = append(out.Diagnostics, jd)
@@ -146,4 +150,99 @@ func snippet(f *hcl.File, d *hcl.Diagnostic) *jsonSnippet {
 	s.HighlightStartOffset = min(max(start, 0), len(s.Code))
 	s.HighlightEndOffset = min(max(end, 0), len(s.Code))
 	return s
+}
+
+// maxSnippetLine is the longest source line shown whole in a snippet.
+const maxSnippetLine = 240
+
+// maxDetail bounds the text of a diagnostic, which may quote a value.
+const maxDetail = 2000
+
+func clipText(s string) string {
+	if len(s) <= maxDetail {
+		return s
+	}
+	cut := maxDetail
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", s[:cut], len(s)-cut)
+}
+
+// clipSnippet returns files and d unchanged when the source lines d shows
+// are short. Otherwise it returns a stand-in file holding only a window of
+// the subject's line (blank lines above keep the line number), and d with
+// its subject moved into that window and no context, so that a diagnostic
+// about a megabyte-long line prints a few hundred bytes of it.
+func clipSnippet(files map[string]*hcl.File, d *hcl.Diagnostic) (map[string]*hcl.File, *hcl.Diagnostic) {
+	if len(d.Detail) > maxDetail || len(d.Summary) > maxDetail {
+		c := *d
+		c.Summary, c.Detail = clipText(d.Summary), clipText(d.Detail)
+		d = &c
+	}
+	if d.Subject == nil {
+		return files, d
+	}
+	f := files[d.Subject.Filename]
+	if f == nil || f.Bytes == nil {
+		return files, d
+	}
+	src := f.Bytes
+	r := *d.Subject
+	if d.Context != nil {
+		r = hcl.RangeOver(*d.Context, r)
+	}
+	from, to := min(max(r.Start.Byte, 0), len(src)), min(max(r.End.Byte, 0), len(src))
+	from = bytes.LastIndexByte(src[:from], '\n') + 1
+	if i := bytes.IndexByte(src[to:], '\n'); i >= 0 {
+		to += i
+	} else {
+		to = len(src)
+	}
+	long := false
+	for rest := src[from:to]; len(rest) > 0 && !long; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			i = len(rest)
+		}
+		long = i > maxSnippetLine
+		rest = rest[min(i+1, len(rest)):]
+	}
+	if !long {
+		return files, d
+	}
+	s0 := min(max(d.Subject.Start.Byte, 0), len(src))
+	lineStart := bytes.LastIndexByte(src[:s0], '\n') + 1
+	lineEnd := len(src)
+	if i := bytes.IndexByte(src[s0:], '\n'); i >= 0 {
+		lineEnd = s0 + i
+	}
+	s1 := min(max(d.Subject.End.Byte, s0), lineEnd, s0+maxSnippetLine/2)
+	winStart := max(lineStart, s0-maxSnippetLine/4)
+	winEnd := min(lineEnd, s1+maxSnippetLine/4)
+	for winStart > lineStart && !utf8.RuneStart(src[winStart]) {
+		winStart--
+	}
+	for winEnd < lineEnd && !utf8.RuneStart(src[winEnd]) {
+		winEnd++
+	}
+	var b bytes.Buffer
+	line := d.Subject.Start.Line
+	b.Write(bytes.Repeat([]byte{'\n'}, max(line-1, 0)))
+	if winStart > lineStart {
+		b.WriteString("...")
+	}
+	at := b.Len()
+	b.Write(src[winStart:winEnd])
+	if winEnd < lineEnd {
+		b.WriteString("...")
+	}
+	start := hcl.Pos{Line: line, Column: at - (line - 1) + s0 - winStart + 1, Byte: at + s0 - winStart}
+	end := hcl.Pos{Line: line, Column: start.Column + s1 - s0, Byte: start.Byte + s1 - s0}
+	clipped := *d
+	clipped.Subject = &hcl.Range{Filename: d.Subject.Filename, Start: start, End: end}
+	clipped.Context = nil
+	clipped.Expression = nil
+	clipped.EvalContext = nil
+	return map[string]*hcl.File{d.Subject.Filename: {Bytes: b.Bytes(), Body: &hclsyntax.Body{}}}, &clipped
 }

@@ -29,10 +29,17 @@ func seedFiles(f *testing.F) [][]byte {
 }
 
 // FuzzLoad loads arbitrary sources and renders their diagnostics; nothing
-// may panic, and a configuration comes back exactly when there is no error.
+// may panic or overflow the stack, and a configuration comes back exactly
+// when there is no error. The seeds include the deeply nested and
+// oversized inputs of TestInputBounds, and fragments of them for the
+// fuzzer to mutate.
 func FuzzLoad(f *testing.F) {
 	for _, s := range seedFiles(f) {
 		f.Add(s)
+	}
+	for _, c := range adversarial() {
+		f.Add([]byte(c.src))
+		f.Add([]byte(c.src[:min(len(c.src), 300)]))
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		l := &Loader{LookupEnv: testEnv}
