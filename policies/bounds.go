@@ -78,18 +78,18 @@ type frame struct {
 }
 
 type boundScan struct {
-	name   string
-	src    []byte
-	i      int
-	line   int
-	col    int
-	stack  []frame
-	items  int
-	unary  int
-	conds  int
-	tmpl   int // open %{if}/%{for} directives
-	diags  hcl.Diagnostics
-	prev   byte // the last byte of code that is not a space or comment
+	name  string
+	src   []byte
+	i     int
+	line  int
+	col   int
+	stack []frame
+	items int
+	unary int
+	conds int
+	tmpl  int // open %{if}/%{for} directives
+	diags hcl.Diagnostics
+	prev  byte // the last byte of code that is not a space or comment
 }
 
 func (s *boundScan) pos() hcl.Pos { return hcl.Pos{Line: s.line, Column: s.col, Byte: s.i} }
