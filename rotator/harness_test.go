@@ -35,7 +35,7 @@ import (
 //	go test ./rotator -run 'TestFaultHarness/random' -harness.seed=N -harness.n=1 -v
 var (
 	harnessSeed = flag.Uint64("harness.seed", 0, "first seed of the fault harness (default: $REKEY_HARNESS_SEED, else the clock)")
-	harnessN    = flag.Int("harness.n", 0, "number of fault harness sequences (default 2000, 300 with -short)")
+	harnessN    = flag.Int("harness.n", 0, "number of fault harness sequences (default 2000, 200 with -short)")
 )
 
 // faultKind is what the harness makes one plugin call do.
@@ -181,6 +181,9 @@ type harness struct {
 	// and how many times it was called before.
 	script func(op string, n int) faultKind
 	calls  map[string]int
+	// outage holds, per operation, how many more calls fail: a fault
+	// often outlasts one call (a dependent that is down stays down).
+	outage map[string]int
 	trace  []string
 	// reported holds the dependent violations already recorded, so that
 	// one broken state is reported once, not after every later call.
@@ -196,6 +199,7 @@ func newHarness(seed uint64, stats *harnessStats) *harness {
 		budget: 1 + rng.IntN(6),
 		rate:   []float64{0.05, 0.15, 0.3}[rng.IntN(3)],
 		calls:  map[string]int{},
+		outage: map[string]int{},
 
 		reported: map[string]bool{},
 	}
@@ -213,10 +217,18 @@ func (h *harness) decide(op string, hasKey bool) faultKind {
 	switch {
 	case h.script != nil:
 		f = h.script(op, n)
+	case h.budget > 0 && h.outage[op] > 0:
+		// An outage lasts: the same call fails again, with no effect.
+		h.outage[op]--
+		f = faultErrBefore
+		h.budget--
 	case h.budget > 0 && h.rng.Float64() < h.rate:
 		ks := eligible(op, hasKey)
 		f = ks[h.rng.IntN(len(ks))]
 		h.budget--
+		if h.rng.IntN(3) == 0 {
+			h.outage[op] = 1 + h.rng.IntN(3)
+		}
 	}
 	if f != faultNone {
 		h.stats.add(op, f)
@@ -721,7 +733,7 @@ func TestFaultHarness(t *testing.T) {
 		if n <= 0 {
 			n = 2000
 			if testing.Short() {
-				n = 300
+				n = 200
 			}
 		}
 		first := harnessFirstSeed(t)
@@ -731,7 +743,7 @@ func TestFaultHarness(t *testing.T) {
 		results := map[uint64]seqResult{}
 		seeds := make(chan uint64)
 		var wg sync.WaitGroup
-		for range 6 {
+		for range 16 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
