@@ -17,6 +17,7 @@ import (
 	_ "github.com/rekeyhq/rekey/providers/awsiam"
 	_ "github.com/rekeyhq/rekey/providers/exec"
 	_ "github.com/rekeyhq/rekey/providers/http"
+	_ "github.com/rekeyhq/rekey/providers/kong"
 	_ "github.com/rekeyhq/rekey/providers/postgres"
 	_ "github.com/rekeyhq/rekey/providers/random"
 	_ "github.com/rekeyhq/rekey/providers/vaultapprole"
