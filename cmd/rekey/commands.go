@@ -221,6 +221,9 @@ func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 		if s.LastError != "" && (s.Stuck || s.Failures > 0 || (s.InFlight != nil && s.LastResult != "done")) {
 			fmt.Fprintf(w, "\n%s: %s\n", s.Policy, s.LastError)
 		}
+		if s.Warning != "" {
+			fmt.Fprintf(w, "\n%s: warning: %s\n", s.Policy, s.Warning)
+		}
 	}
 }
 
