@@ -61,7 +61,30 @@ var (
 	ErrConflict = errors.New("changed by another writer")
 	// ErrLimit reports that the provider refuses another key.
 	ErrLimit = errors.New("provider key limit reached")
+	// ErrNoEffect reports that a call failed without any effect: nothing
+	// was created, written, applied or deleted. Wrap it (see NoEffect) only
+	// where the plugin knows this for sure, e.g. a request refused before
+	// anything was sent or a command that could not be started. The engine
+	// treats every other error, every timeout and every crash as an
+	// unknown outcome: the call may have taken effect.
+	ErrNoEffect = errors.New("failed with no effect")
 )
+
+// noEffect marks an error as ErrNoEffect while keeping its chain.
+type noEffect struct{ err error }
+
+func (n noEffect) Error() string   { return n.err.Error() }
+func (n noEffect) Unwrap() []error { return []error{n.err, ErrNoEffect} }
+
+// NoEffect marks err as a failure that had no effect at all (ErrNoEffect);
+// errors.Is still finds what err wraps. Only a plugin that is sure nothing
+// happened may say so.
+func NoEffect(err error) error {
+	if err == nil {
+		return nil
+	}
+	return noEffect{err}
+}
 
 // permanent marks an error that retrying cannot fix.
 type permanent struct{ err error }

@@ -201,6 +201,11 @@ func (e *Engine) policyLock(name string) *sync.Mutex {
 // ErrUnknownPolicy reports a policy name that is not configured.
 var ErrUnknownPolicy = errors.New("no such policy")
 
+// ErrStuck reports that a policy waits for an operator: the engine could
+// not prove a step safe (a dependent may hold the key it would delete or
+// deactivate) or ran out of its failure budget.
+var ErrStuck = errors.New("policy is stuck")
+
 // Verdict is how an attempt to advance a policy ended.
 type Verdict string
 
@@ -266,7 +271,7 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 		}); err != nil {
 			return Outcome{}, err
 		}
-		return e.advanceLocked(ctx, p, true, true)
+		return e.advanceLocked(ctx, p, modeManual)
 	})
 	for err == nil && o.UntilDone && out.Result == OutcomeCommitted {
 		if err := sleepUntil(ctx, e.now, out.Next); err != nil {
@@ -294,7 +299,7 @@ func (e *Engine) continueLocked(ctx context.Context, p *policies.Policy, id stri
 		return Outcome{}, err
 	}
 	if st.Active != nil && st.Active.ID == id {
-		return e.advanceLocked(ctx, p, false, true)
+		return e.advanceLocked(ctx, p, modeContinue)
 	}
 	for i := len(st.History) - 1; i >= 0; i-- {
 		if rec := st.History[i]; rec.ID == id {
@@ -316,7 +321,7 @@ func (e *Engine) Advance(ctx context.Context, name string) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
 	}
 	defer release()
-	return e.locked(name, func() (Outcome, error) { return e.advanceLocked(ctx, p, false, false) })
+	return e.locked(name, func() (Outcome, error) { return e.advanceLocked(ctx, p, modeScheduled) })
 }
 
 // advanceSlot is Advance for the scheduler: it takes one of the
@@ -335,11 +340,26 @@ func (e *Engine) advanceSlot(ctx context.Context, name string, slots chan struct
 			return Outcome{}, ctx.Err()
 		}
 		defer func() { <-slots }()
-		return e.advanceLocked(ctx, p, false, false)
+		return e.advanceLocked(ctx, p, modeScheduled)
 	})
 }
 
-func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, force, manual bool) (Outcome, error) {
+// advanceMode says who advances a policy.
+type advanceMode int
+
+const (
+	// modeScheduled: the scheduler or Advance; a stuck policy waits.
+	modeScheduled advanceMode = iota
+	// modeReconcile: at start; a rollback that was stuck is retried.
+	modeReconcile
+	// modeManual: rekey rotate; starts a rotation whether due or not.
+	modeManual
+	// modeContinue: rekey rotate -wait continuing its own rotation.
+	modeContinue
+)
+
+func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, mode advanceMode) (Outcome, error) {
+	force, manual := mode == modeManual, mode == modeManual || mode == modeContinue
 	st, _, err := e.journal.Get(ctx, p.Name)
 	if err != nil {
 		return Outcome{}, err
@@ -362,9 +382,11 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, force, m
 		}
 		return e.start(ctx, p, st, manual)
 	}
-	if st.Stuck && !force && st.Active.Committed() {
-		// Dependents failed during the soak and the old key was re-activated:
-		// it is not deactivated again until an operator runs rekey rotate.
+	if st.Stuck && !force && (st.Active.Committed() || st.Active.Step == StepRollback && mode != modeReconcile) {
+		// After commit, dependents failed (the old key was re-activated, or
+		// was never deactivated): nothing more happens until an operator
+		// runs rekey rotate. A rollback that could not prove the old key
+		// served is retried at start and by rekey rotate.
 		msg := fmt.Sprintf("stuck at step %s (%s); fix the cause, then run: rekey rotate %s", st.Active.Step, st.LastError, p.Name)
 		return Outcome{Policy: p.Name, RotationID: st.Active.ID, Step: st.Active.Step, Result: OutcomeStuck, Decision: Decision{Reason: ReasonStuck, Message: msg}}, nil
 	}
@@ -460,4 +482,14 @@ func (e *Engine) States(ctx context.Context) ([]PolicyState, error) {
 		out = append(out, byName[n])
 	}
 	return out, nil
+}
+
+// reconcile advances the named policy at start.
+func (e *Engine) reconcile(ctx context.Context, name string) (Outcome, error) {
+	p, ok, release := e.usePolicy(name)
+	if !ok {
+		return Outcome{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
+	}
+	defer release()
+	return e.locked(name, func() (Outcome, error) { return e.advanceLocked(ctx, p, modeReconcile) })
 }

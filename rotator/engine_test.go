@@ -133,8 +133,15 @@ func TestFailedProbesRollBack(t *testing.T) {
 			old := w.seed("sink:a", "sink:b")
 			f := newFixture(t, fullProvider(w))
 			w.fail[tc.fail] = 1000
-			if tc.fail == "promote:sink:b" {
+			switch tc.fail {
+			case "promote:sink:b":
 				w.failErr[tc.fail] = plugin.ErrConflict
+			case "probe:dep", "reload":
+				// Only the forward attempt fails: the rollback must prove the
+				// restored key served (reload and dependents pass) before it
+				// deletes the new key.
+				w.fail[tc.fail] = 1
+				w.failErr[tc.fail] = plugin.Permanent(errors.New(tc.fail + ": injected failure"))
 			}
 			e := f.engine(t, map[string]string{})
 			out, err := e.Rotate(context.Background(), "pay", RotateOptions{})
@@ -180,6 +187,7 @@ func TestRollbackNeverDeletesAKeyASinkMayServe(t *testing.T) {
 		t.Fatalf("new key deleted while sink:a may still serve it")
 	}
 	w.fail["rollback:sink:a"] = 0
+	w.fail["probe:dep"] = 0
 	out, err := e.Advance(context.Background(), "pay")
 	if err != nil || out.Result != "rolled_back" {
 		t.Fatalf("second advance %+v %v", out, err)

@@ -35,6 +35,9 @@ type world struct {
 	failErr    map[string]error
 	lastUsed   map[string]time.Time
 	committed  map[string]bool // key ids committed (for "revoked only after commit")
+	// app is the key a dependent application holds (set by appReload);
+	// empty when no test models the application.
+	app string
 }
 
 type fkey struct {
@@ -61,6 +64,11 @@ func (w *world) record(format string, args ...any) {
 		k, ok := w.keys[id]
 		if !ok || !k.active {
 			w.violations = append(w.violations, fmt.Sprintf("after %q: sink %s serves key %s which the provider does not accept", w.ledger[len(w.ledger)-1], loc, id))
+		}
+	}
+	if w.app != "" {
+		if k, ok := w.keys[w.app]; !ok || !k.active {
+			w.violations = append(w.violations, fmt.Sprintf("after %q: the application holds key %s which the provider does not accept", w.ledger[len(w.ledger)-1], w.app))
 		}
 	}
 	if w.maxKeys > 0 && len(w.keys) > w.maxKeys {

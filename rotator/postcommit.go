@@ -61,6 +61,9 @@ func (r *run) deactivate(ctx context.Context) (stepResult, error) {
 	}
 	d, ok := r.p.Provider.Provider.(providers.Deactivator)
 	if ok {
+		if err := r.proveNewKeyServed(ctx, StepDeactivate); err != nil {
+			return stepResult{}, err
+		}
 		for _, id := range r.rec.OldKeyIDs {
 			if err := r.e.fp.hit(ctx, "deactivate.before"); err != nil {
 				return stepResult{}, err
@@ -166,11 +169,16 @@ func (r *run) reactivate(ctx context.Context, cause error) error {
 	return errStuckSoak
 }
 
-var errStuckSoak = errors.New("dependents failed during soak: old key re-activated; policy is stuck until an operator runs rekey rotate")
+var errStuckSoak = fmt.Errorf("%w: dependents failed during soak: old key re-activated; policy is stuck until an operator runs rekey rotate", ErrStuck)
 
 // revoke deletes the old keys and finishes the rotation.
 func (r *run) revoke(ctx context.Context) (stepResult, error) {
 	prov := r.p.Provider.Provider
+	if len(r.rec.OldKeyIDs) > 0 {
+		if err := r.proveNewKeyServed(ctx, StepRevoke); err != nil {
+			return stepResult{}, err
+		}
+	}
 	for _, id := range r.rec.OldKeyIDs {
 		if err := r.e.fp.hit(ctx, "revoke.before"); err != nil {
 			return stepResult{}, err

@@ -167,7 +167,7 @@ func (r *run) stepFailed(ctx context.Context, step Step, t0 time.Time, err error
 	if !r.rec.Committed() {
 		return r.rollback(ctx, err)
 	}
-	if errors.Is(err, errStuckSoak) {
+	if errors.Is(err, ErrStuck) {
 		return r.outcome(OutcomeStuck, err, time.Time{}), nil
 	}
 	return r.outcome(OutcomeCommitted, err, r.e.now().Add(r.e.opts.RecheckInterval)), nil

@@ -61,8 +61,11 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 		return r.rollbackPending(rctx, cause, errors.Join(errs...))
 	}
 	if r.rec.Promoted {
-		if err := r.runReloads(rctx); err != nil {
-			r.log.Warn().Err(r.clean(err)).Msg("reload after restoring the previous value failed")
+		if err := r.proveOldKeyServed(ctx); err != nil {
+			if ctx.Err() != nil {
+				return r.rollbackPending(rctx, cause, err)
+			}
+			return r.rollbackStuck(rctx, cause, err)
 		}
 	}
 	prov := r.p.Provider.Provider
@@ -103,6 +106,43 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 		r.emit(rctx, StepRolledBack, ResultStuck, 0, cause)
 	}
 	return r.outcome(OutcomeRolledBack, cause, st.NotBefore), nil
+}
+
+// proveOldKeyServed establishes that no dependent may hold the new key
+// once the sinks serve the previous value again: every reload hook runs
+// and succeeds, then every dependent probe passes against the old key. A
+// reload that failed or timed out may have applied the new key before it
+// failed: its outcome is unknown, and the new key must stay.
+func (r *run) proveOldKeyServed(ctx context.Context) error {
+	pctx := context.WithoutCancel(ctx)
+	if err := r.runReloads(pctx); err != nil {
+		return fmt.Errorf("re-running the reload hooks after restoring the previous value failed, so a dependent may still hold the new key (outcome unknown): %w", err)
+	}
+	old := plugin.Key{}
+	if len(r.rec.OldKeyIDs) > 0 {
+		old.ID = r.rec.OldKeyIDs[0]
+	}
+	if err := r.proveDependents(pctx, old); err != nil {
+		return fmt.Errorf("dependents do not pass with the restored previous value, so one may still hold the new key: %w", err)
+	}
+	return nil
+}
+
+// rollbackStuck keeps both keys: the rollback could not prove that no
+// dependent holds the new key. The policy is stuck until the proof
+// succeeds, which is tried again at start and by rekey rotate.
+func (r *run) rollbackStuck(ctx context.Context, cause, err error) (Outcome, error) {
+	err = r.clean(fmt.Errorf("%w: both keys are kept; fix the dependents, then run: rekey rotate %s: %w", ErrStuck, r.p.Name, err))
+	if serr := r.save(ctx, func(st *PolicyState) {
+		st.Stuck = true
+		st.LastResult = string(OutcomeStuck)
+		st.LastError = err.Error()
+	}); serr != nil {
+		return Outcome{}, serr
+	}
+	r.emit(ctx, StepRollback, ResultFailed, 0, err)
+	r.emit(ctx, StepRollback, ResultStuck, 0, err)
+	return r.outcome(OutcomeStuck, errors.Join(cause, err), time.Time{}), nil
 }
 
 func (r *run) rollbackPending(ctx context.Context, cause, err error) (Outcome, error) {

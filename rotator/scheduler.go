@@ -25,7 +25,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 			continue
 		}
 		e.log.Info().Str("policy", st.Policy).Str("rotation_id", st.Active.ID).Str("step", string(st.Active.Step)).Msg("reconciling unfinished rotation")
-		if _, err := e.Advance(ctx, st.Policy); err != nil {
+		if _, err := e.reconcile(ctx, st.Policy); err != nil {
 			e.log.Error().Err(err).Str("policy", st.Policy).Msg("reconciling failed")
 		}
 	}

@@ -291,7 +291,7 @@ func TestSIGTERMBeforeCommitRollsBack(t *testing.T) {
 	cfg, _ := os.ReadFile(q.path("rekey.hcl"))
 	os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), `timeout  = "1s"`, `timeout  = "1m"`, 1)), 0o644)
 	old := q.seed()
-	os.WriteFile(q.path("state/app/broken"), nil, 0o600)
+	q.breakNewKey()
 	stop := q.watch()
 	d := q.startDaemon()
 	waitLog(t, d, `"step":"reload","result":"ok"`)

@@ -41,9 +41,12 @@ func newQuickstart(t *testing.T, extraPolicy string) *qsEnv {
 			t.Fatal(err)
 		}
 	}
-	// A gate the dependent probe consults: while state/app/broken exists the
-	// application "fails", which forces a rollback.
-	gate := "#!/bin/sh\nset -eu\ncd \"$(dirname \"$0\")\"\n[ ! -e state/app/broken ] || { echo broken >&2; exit 1; }\nexec ./dependent.sh check\n"
+	// A gate the dependent probe consults: while state/app/broken exists and
+	// the sink serves anything but the value saved in it (see breakNewKey),
+	// the application "fails", which forces a rollback; with the saved
+	// value restored it works again, which the rollback must see before it
+	// deletes the new key.
+	gate := "#!/bin/sh\nset -eu\ncd \"$(dirname \"$0\")\"\nif [ -e state/app/broken ] && ! cmp -s state/app/broken state/app/credentials.env; then echo broken >&2; exit 1; fi\nexec ./dependent.sh check\n"
 	if err := os.WriteFile(filepath.Join(dir, "dependent-gate.sh"), []byte(gate), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +99,19 @@ policy "quickstart" {
 		t.Fatal(err)
 	}
 	return &qsEnv{t: t, dir: dir}
+}
+
+// breakNewKey makes the application fail with any value but the one the
+// sink serves now: a new key is rejected, the restored old key works.
+func (q *qsEnv) breakNewKey() {
+	q.t.Helper()
+	b, err := os.ReadFile(q.path("state/app/credentials.env"))
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	if err := os.WriteFile(q.path("state/app/broken"), b, 0o600); err != nil {
+		q.t.Fatal(err)
+	}
 }
 
 // seed creates a key at the key service and serves it to the application,
@@ -364,7 +380,7 @@ func TestCrashMatrix(t *testing.T) {
 			q := newQuickstart(t, "")
 			old := q.seed()
 			if strings.HasPrefix(fp, "rollback.") {
-				os.WriteFile(q.path("state/app/broken"), nil, 0o600)
+				q.breakNewKey()
 			}
 			stop := q.watch()
 			d := q.startDaemon(rotator.FailpointEnv + "=" + fp + "=kill")
@@ -482,7 +498,7 @@ func waitLog(t *testing.T, d *daemon, s string) {
 func TestFailedRotationExitsTwoAndRollsBack(t *testing.T) {
 	q := newQuickstart(t, "")
 	old := q.seed()
-	os.WriteFile(q.path("state/app/broken"), nil, 0o600)
+	q.breakNewKey()
 	stop := q.watch()
 	out, code := q.rekey("rotate", "-config", q.dir, "quickstart")
 	if code != ExitRotation || !strings.Contains(out, "rolled_back") {

@@ -1,0 +1,55 @@
+package rotator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/secret"
+)
+
+// proveDependents runs every dependent probe against key: the proof that
+// the dependents work with the key the sinks serve, required before a key
+// any of them may hold is deactivated or deleted (docs/protocol.md,
+// "Unknown outcomes").
+func (r *run) proveDependents(ctx context.Context, key plugin.Key) error {
+	for _, pb := range r.p.Probes {
+		if pb.Target != probes.TargetDependent {
+			continue
+		}
+		if err := runProbe(ctx, pb, key); err != nil {
+			return fmt.Errorf("probe %s (%s): %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), err)
+		}
+	}
+	return nil
+}
+
+// proveNewKeyServed holds back step (deactivate or revoke of the old keys
+// after commit) unless the dependents pass with the new key. Without the
+// proof both keys stay, the policy is stuck with the reason, and an event
+// says so; rekey rotate tries again.
+func (r *run) proveNewKeyServed(ctx context.Context, step Step) error {
+	err := r.proveDependents(ctx, r.key)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	old := make([]string, len(r.rec.OldKeyIDs))
+	for i, id := range r.rec.OldKeyIDs {
+		old[i] = secret.Mask(id)
+	}
+	err = r.clean(fmt.Errorf("%w: the dependents do not pass with the new key, so one may still use the old key %s; %s is held back and both keys are kept; fix the dependents, then run: rekey rotate %s: %w",
+		ErrStuck, strings.Join(old, ", "), step, r.p.Name, err))
+	if serr := r.save(ctx, func(st *PolicyState) {
+		st.Stuck = true
+		st.LastError = err.Error()
+	}); serr != nil {
+		return serr
+	}
+	r.emit(ctx, step, ResultStuck, 0, err)
+	return err
+}
