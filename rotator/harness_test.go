@@ -819,3 +819,28 @@ func dedupe(s []string) []string {
 	}
 	return out
 }
+
+// TestFaultHarnessDetects shows that the harness's checks can fail: a key
+// deleted under the dependents and the sinks is reported for each of them.
+func TestFaultHarnessDetects(t *testing.T) {
+	h := newHarness(1, &harnessStats{byOp: map[string]int64{}})
+	h.w.mu.Lock()
+	id := h.deps[0].key
+	h.w.keys[id].active = false
+	h.w.record("rogue deactivate")
+	h.checkLocked("rogue deactivate")
+	delete(h.w.keys, id)
+	h.w.record("rogue delete")
+	h.checkLocked("rogue delete")
+	got := strings.Join(h.w.violations, "\n")
+	h.w.mu.Unlock()
+	for _, want := range []string{
+		"dependent app-a holds key " + id + ", which the provider deactivated",
+		"dependent app-b holds key " + id + ", which the provider deleted",
+		"sink sink:a serves key " + id + " which the provider does not accept",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("violation %q not reported; got:\n%s", want, got)
+		}
+	}
+}
