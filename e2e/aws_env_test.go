@@ -16,6 +16,7 @@ import (
 
 	awsconn "github.com/rekeyhq/rekey/connections/aws"
 	"github.com/rekeyhq/rekey/connections/aws/awstest"
+	"github.com/rekeyhq/rekey/secret"
 	"github.com/rekeyhq/rekey/testenv/awsemu"
 )
 
@@ -30,12 +31,18 @@ type awsEnv struct {
 	sm      *secretsmanager.Client
 }
 
+// startAWS starts an emulator on the real clock. consistencyDelay bounds
+// how late IAM key state changes take effect: 0 is
+// the emulator's default (on, as on AWS, with a seeded random spread),
+// awsemu.Immediate turns it off. The policies' aws_iam provider is given
+// the same bound as its propagation_delay.
 func startAWS(h *harness, consistencyDelay time.Duration) *awsEnv {
 	h.t.Helper()
 	s, err := awsemu.Start(awsemu.Options{Region: awstest.Region, ConsistencyDelay: consistencyDelay})
 	if err != nil {
 		h.t.Fatalf("starting the AWS emulator: %v", err)
 	}
+	h.t.Logf("AWS emulator seed %d (%s=%d repeats its delays)", s.Seed(), awsemu.SeedEnv, s.Seed())
 	h.t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			h.t.Errorf("closing the AWS emulator: %v", err)
@@ -49,6 +56,45 @@ func startAWS(h *harness, consistencyDelay time.Duration) *awsEnv {
 		h.t.Fatal(err)
 	}
 	return a
+}
+
+// propagation is the emulator's consistency delay as a policy duration,
+// the aws_iam provider's propagation_delay.
+func (a *awsEnv) propagation() string {
+	return fmt.Sprintf("%dms", max(a.srv.Options().ConsistencyDelay, 0).Milliseconds())
+}
+
+// refused polls sts:GetCallerIdentity with a key until IAM refuses it,
+// for at most the emulator's consistency delay (and some slack for a
+// loaded machine): a deactivated or deleted key keeps working until then.
+func (a *awsEnv) refused(ctx context.Context, id, sec string) error {
+	return a.pollKey(ctx, id, sec, false)
+}
+
+// accepted polls until IAM accepts the key (after a creation or a
+// re-activation).
+func (a *awsEnv) accepted(ctx context.Context, id, sec string) error {
+	return a.pollKey(ctx, id, sec, true)
+}
+
+func (a *awsEnv) pollKey(ctx context.Context, id, sec string, want bool) error {
+	deadline := time.Now().Add(max(a.srv.Options().ConsistencyDelay, 0) + 10*time.Second)
+	for {
+		_, err := a.callerARN(ctx, id, sec)
+		switch {
+		case want && err == nil:
+			return nil
+		case !want && err != nil:
+			if awsconn.ErrorCode(err) != "InvalidClientTokenId" {
+				return fmt.Errorf("sts:GetCallerIdentity with key %s: %v, want InvalidClientTokenId", secret.Mask(id), err)
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("key %s: accepted %v, want %v, beyond the emulator's consistency delay: %v", secret.Mask(id), !want, want, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // block declares `aws "emu"` for the policies.

@@ -101,6 +101,7 @@ func TestDeletedOrWrongKeyFailsRetryably(t *testing.T) {
 	}
 	id, sec := k.Value["access_key_id"].Reveal(), k.Value["secret_access_key"].Reveal()
 	p := awssts.NewProbe(awssts.Options{Conn: env.Conn})
+	env.Settle() // IAM propagated the new key
 	if err := p.Check(ctx, k); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +112,7 @@ func TestDeletedOrWrongKeyFailsRetryably(t *testing.T) {
 	if err := prov.Delete(ctx, k.ID); err != nil {
 		t.Fatal(err)
 	}
+	env.Settle() // IAM propagated the deletion
 	err = p.Check(ctx, k)
 	if awsconn.ErrorCode(err) != "InvalidClientTokenId" || plugin.IsPermanent(err) {
 		t.Fatalf("Check with a deleted key = %v, want a retryable InvalidClientTokenId", err)
@@ -131,14 +133,16 @@ func TestEventualConsistency(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := awssts.NewProbe(awssts.Options{Conn: env.Conn})
-	for _, step := range []time.Duration{0, 4 * time.Second, 5 * time.Second} {
+	// The emulator draws the delay from [5s, 10s].
+	start := env.Clock.Now()
+	for _, step := range []time.Duration{0, 2 * time.Second, 2999 * time.Millisecond} {
 		env.Clock.Advance(step)
 		err := p.Check(ctx, k)
 		if awsconn.ErrorCode(err) != "InvalidClientTokenId" || plugin.IsPermanent(err) {
-			t.Fatalf("Check %v after creation = %v, want a retryable InvalidClientTokenId", step, err)
+			t.Fatalf("Check %v after creation = %v, want a retryable InvalidClientTokenId", env.Clock.Now().Sub(start), err)
 		}
 	}
-	env.Clock.Advance(time.Second)
+	env.Clock.Advance(start.Add(10 * time.Second).Sub(env.Clock.Now()))
 	if err := p.Check(ctx, k); err != nil {
 		t.Fatalf("Check once the consistency delay passed: %v", err)
 	}

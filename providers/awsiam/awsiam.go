@@ -46,6 +46,20 @@ const MaxKeys = 2
 // after commit before it trusts GetAccessKeyLastUsed to show no use.
 const DefaultUsageDelay = 4 * time.Hour
 
+// DefaultPropagationDelay is how long the provider allows a deactivation
+// or deletion to take effect. IAM is eventually consistent: AWS documents
+// that changes "are not always immediately visible" (IAM User Guide,
+// "Troubleshoot IAM", https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency)
+// but gives no bound; a deactivated key commonly keeps working for
+// seconds. The soak counts no dependent probe as evidence until this long
+// after the deactivation.
+const DefaultPropagationDelay = time.Minute
+
+// LastUsedResolution is the resolution of GetAccessKeyLastUsed: the IAM API
+// Reference's example shows "LastUsedDate": "2015-06-16T22:45:00Z", a date
+// rounded down to the minute.
+const LastUsedResolution = time.Minute
+
 func init() {
 	providers.Register(Kind, New)
 }
@@ -56,24 +70,28 @@ var (
 	_ providers.Capacity      = (*Provider)(nil)
 	_ providers.Deactivator   = (*Provider)(nil)
 	_ providers.UsageReporter = (*Provider)(nil)
+	_ providers.Propagator    = (*Provider)(nil)
 )
 
 var userNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
 
 type config struct {
-	Connection hcl.Expression `hcl:"connection"`
-	User       string         `hcl:"user"`
-	UsageDelay string         `hcl:"usage_delay,optional"`
+	Connection  hcl.Expression `hcl:"connection"`
+	User        string         `hcl:"user"`
+	UsageDelay  string         `hcl:"usage_delay,optional"`
+	Propagation string         `hcl:"propagation_delay,optional"`
 
-	UserRange       hcl.Range `hcl:"user,attr_range"`
-	UsageDelayRange hcl.Range `hcl:"usage_delay,attr_range"`
+	UserRange        hcl.Range `hcl:"user,attr_range"`
+	UsageDelayRange  hcl.Range `hcl:"usage_delay,attr_range"`
+	PropagationRange hcl.Range `hcl:"propagation_delay,attr_range"`
 }
 
 // Provider manages the access keys of one IAM user.
 type Provider struct {
-	conn       *awsconn.Conn
-	user       string
-	usageDelay time.Duration
+	conn        *awsconn.Conn
+	user        string
+	usageDelay  time.Duration
+	propagation time.Duration
 }
 
 // New decodes an aws_iam provider block.
@@ -104,10 +122,25 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 		}
 		delay = d
 	}
+	propagation := DefaultPropagationDelay
+	if cfg.Propagation != "" {
+		d, err := duration.Parse(cfg.Propagation)
+		if err != nil || d < 0 {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid propagation_delay",
+				Detail:   fmt.Sprintf("propagation_delay must be a duration such as \"1m\" (the default): how long a deactivated IAM key may keep working; got %q.", cfg.Propagation),
+				Subject:  cfg.PropagationRange.Ptr(),
+			})
+		}
+		propagation = d
+	}
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	return NewProvider(conn, cfg.User, delay), diags
+	p := NewProvider(conn, cfg.User, delay)
+	p.propagation = propagation
+	return p, diags
 }
 
 // NewProvider returns a provider for the access keys of user, for callers
@@ -117,8 +150,18 @@ func NewProvider(conn *awsconn.Conn, user string, usageDelay time.Duration) *Pro
 	if usageDelay < 0 {
 		usageDelay = DefaultUsageDelay
 	}
-	return &Provider{conn: conn, user: user, usageDelay: usageDelay}
+	return &Provider{conn: conn, user: user, usageDelay: usageDelay, propagation: DefaultPropagationDelay}
 }
+
+// WithPropagationDelay sets how long a deactivation or deletion may take to
+// take effect (DefaultPropagationDelay unless set), and returns p.
+func (p *Provider) WithPropagationDelay(d time.Duration) *Provider {
+	p.propagation = d
+	return p
+}
+
+// PropagationDelay implements providers.Propagator.
+func (p *Provider) PropagationDelay() time.Duration { return p.propagation }
 
 // Target implements providers.Provider: "aws_iam:CONNECTION:USER".
 func (p *Provider) Target() string { return Kind + ":" + p.conn.Name() + ":" + p.user }
@@ -250,7 +293,8 @@ func (p *Provider) list(ctx context.Context, c *iam.Client) ([]plugin.KeyInfo, e
 func (p *Provider) MaxKeys() int { return MaxKeys }
 
 // Deactivate implements providers.Deactivator: the key's status becomes
-// Inactive; requests signed with it fail until it is activated again.
+// Inactive; requests signed with it fail, once the change has propagated
+// (see PropagationDelay), until it is activated again.
 func (p *Provider) Deactivate(ctx context.Context, keyID string) error {
 	return p.setStatus(ctx, keyID, types.StatusTypeInactive)
 }
@@ -276,7 +320,11 @@ func (p *Provider) setStatus(ctx context.Context, keyID string, st types.StatusT
 }
 
 // LastUsed implements providers.UsageReporter with
-// iam:GetAccessKeyLastUsed; the zero time means never used.
+// iam:GetAccessKeyLastUsed; the zero time means never used. IAM reports the
+// date rounded down to the minute, so LastUsed returns the latest instant
+// the use may have happened: the end of that minute. A use in the minute of
+// the commit thus counts as a use after the commit (still in use), never
+// as one before it.
 func (p *Provider) LastUsed(ctx context.Context, keyID string) (time.Time, error) {
 	c, err := p.client(ctx)
 	if err != nil {
@@ -289,7 +337,7 @@ func (p *Provider) LastUsed(ctx context.Context, keyID string) (time.Time, error
 	if out.AccessKeyLastUsed == nil || out.AccessKeyLastUsed.LastUsedDate == nil {
 		return time.Time{}, nil
 	}
-	return *out.AccessKeyLastUsed.LastUsedDate, nil
+	return out.AccessKeyLastUsed.LastUsedDate.Add(LastUsedResolution - time.Nanosecond), nil
 }
 
 // UsageReportingDelay implements providers.UsageReporter.

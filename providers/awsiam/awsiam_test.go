@@ -98,13 +98,18 @@ func TestKeyLifecycle(t *testing.T) {
 	if err != nil || !last.IsZero() {
 		t.Fatalf("LastUsed of a fresh key = %v, %v; want zero, nil", last, err)
 	}
+	if _, err := callerARN(ctx, env, id, sec); awsconn.ErrorCode(err) != "InvalidClientTokenId" {
+		t.Fatalf("GetCallerIdentity with the new key before IAM propagated it: %v, want InvalidClientTokenId", err)
+	}
 	env.Clock.Advance(time.Minute)
 	if got, err := callerARN(ctx, env, id, sec); err != nil || got != arn {
 		t.Fatalf("GetCallerIdentity with the new key = %q, %v; want %q", got, err, arn)
 	}
+	usedAt := env.Clock.Now()
+	env.Settle()
 	last, err = p.LastUsed(ctx, key.ID)
-	if err != nil || last.IsZero() || last.Before(key.CreatedAt) {
-		t.Fatalf("LastUsed after a use = %v, %v; want a time after creation %v", last, err, key.CreatedAt)
+	if err != nil || last.Before(usedAt) || last.Sub(usedAt) >= awsiam.LastUsedResolution {
+		t.Fatalf("LastUsed after a use at %v = %v, %v; want the end of that minute", usedAt, last, err)
 	}
 
 	if err := p.Deactivate(ctx, key.ID); err != nil {
@@ -113,6 +118,7 @@ func TestKeyLifecycle(t *testing.T) {
 	if list, _ := p.List(ctx); len(list) != 1 || list[0].Status != plugin.KeyInactive {
 		t.Fatalf("List after Deactivate = %+v", list)
 	}
+	env.Settle()
 	if _, err := callerARN(ctx, env, id, sec); awsconn.ErrorCode(err) != "InvalidClientTokenId" {
 		t.Fatalf("GetCallerIdentity with the deactivated key: %v, want InvalidClientTokenId", err)
 	}
@@ -122,6 +128,7 @@ func TestKeyLifecycle(t *testing.T) {
 	if err := p.Activate(ctx, key.ID); err != nil {
 		t.Fatalf("Activate: %v", err)
 	}
+	env.Settle()
 	if _, err := callerARN(ctx, env, id, sec); err != nil {
 		t.Fatalf("GetCallerIdentity with the re-activated key: %v", err)
 	}
@@ -138,6 +145,7 @@ func TestKeyLifecycle(t *testing.T) {
 	if got := codes(env.Server, "DeleteAccessKey"); len(got) != 2 || got[0] != "" || got[1] != "NoSuchEntity" {
 		t.Errorf("DeleteAccessKey outcomes = %q, want success then NoSuchEntity", got)
 	}
+	env.Settle()
 	if _, err := callerARN(ctx, env, id, sec); err == nil {
 		t.Fatal("GetCallerIdentity with the deleted key succeeded")
 	}
@@ -177,6 +185,7 @@ func TestCreateAtLimitNamesTheKeysMasked(t *testing.T) {
 	if _, err := callerARN(ctx, env, id1, sec1); err != nil {
 		t.Fatal(err)
 	}
+	env.Settle() // IAM shows the use
 
 	_, err = p.Create(ctx, rot("r1"))
 	if !errors.Is(err, plugin.ErrLimit) || !plugin.IsPermanent(err) {
@@ -194,6 +203,46 @@ func TestCreateAtLimitNamesTheKeysMasked(t *testing.T) {
 	}
 	if ks := env.Server.Keys("svc"); len(ks) != 2 {
 		t.Errorf("keys after a refused Create = %d, want 2", len(ks))
+	}
+}
+
+// TestLastUseInTheCommitMinuteCountsAsAfter: IAM reports the last use
+// rounded down to the minute. A use 20 seconds after a commit made 10
+// seconds into the minute must not look older than the commit: LastUsed
+// returns the end of the reported minute, so the engine's check
+// "used at or after commit" holds, and a key still in use is never
+// treated as idle.
+func TestLastUseInTheCommitMinuteCountsAsAfter(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	env := awstest.Start(t, 0)
+	env.Server.CreateUser("svc")
+	id, sec, err := env.Server.CreateAccessKeyFor("svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := awsiam.NewProvider(env.Conn, "svc", 0)
+	now := env.Clock.Now()
+	env.Clock.Advance(now.Truncate(time.Minute).Add(time.Minute + 10*time.Second).Sub(now))
+	committedAt := env.Clock.Now()
+	env.Clock.Advance(20 * time.Second)
+	if _, err := callerARN(ctx, env, id, sec); err != nil {
+		t.Fatal(err)
+	}
+	usedAt := env.Clock.Now()
+	env.Settle()
+	lu, err := p.LastUsed(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lu.Before(committedAt) || lu.Before(usedAt) {
+		t.Fatalf("LastUsed = %v for a use at %v, after the commit at %v: the use looks older than the commit", lu, usedAt, committedAt)
+	}
+	// A use in the minute before the commit's minute is before the commit.
+	env.Clock.Advance(2 * time.Minute)
+	lu2, err := p.LastUsed(ctx, id)
+	if err != nil || !lu2.Equal(lu) || !lu.Before(committedAt.Add(time.Minute)) {
+		t.Fatalf("LastUsed = %v (%v), want %v, before the next minute", lu2, err, lu)
 	}
 }
 
@@ -322,16 +371,18 @@ func TestFactory(t *testing.T) {
 connection  = aws.prod
 user        = "svc-payments"
 usage_delay = "1d"
+propagation_delay = "5m"
 `)
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	if p.Target() != "aws_iam:prod:svc-payments" || p.(providers.UsageReporter).UsageReportingDelay() != 24*time.Hour {
-		t.Errorf("Target() = %q, delay %v", p.Target(), p.(providers.UsageReporter).UsageReportingDelay())
+	if p.Target() != "aws_iam:prod:svc-payments" || p.(providers.UsageReporter).UsageReportingDelay() != 24*time.Hour ||
+		p.(providers.Propagator).PropagationDelay() != 5*time.Minute {
+		t.Errorf("Target() = %q, delay %v, propagation %v", p.Target(), p.(providers.UsageReporter).UsageReportingDelay(), p.(providers.Propagator).PropagationDelay())
 	}
 	p, diags = decode(t, conns, "connection = aws.prod\nuser = \"a\"\n")
-	if diags.HasErrors() || p.(providers.UsageReporter).UsageReportingDelay() != 4*time.Hour {
-		t.Errorf("default usage delay: %v %v", diags, p)
+	if diags.HasErrors() || p.(providers.UsageReporter).UsageReportingDelay() != 4*time.Hour || p.(providers.Propagator).PropagationDelay() != time.Minute {
+		t.Errorf("default usage delay and propagation: %v %v", diags, p)
 	}
 
 	for name, tc := range map[string]struct{ src, want string }{
@@ -341,6 +392,7 @@ usage_delay = "1d"
 		"undeclared connection is refused":   {"connection = aws.staging\nuser = \"a\"\n", `No aws connection "staging"`},
 		"connection of another kind":         {"connection = vault.prod\nuser = \"a\"\n", `Invalid connection reference`},
 		"bad usage delay points at the attr": {"connection = aws.prod\nuser = \"a\"\nusage_delay = \"soon\"\n", `policy.hcl:3,1-21: Invalid usage_delay`},
+		"bad propagation delay":              {"connection = aws.prod\nuser = \"a\"\npropagation_delay = \"-1s\"\n", `policy.hcl:3,1-26: Invalid propagation_delay`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, diags := decode(t, conns, tc.src)

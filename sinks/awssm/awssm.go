@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -47,7 +48,38 @@ const (
 const (
 	FormatJSON     = "json"
 	FormatTemplate = "template"
+	// FormatRDS writes the JSON structure of AWS's own database secrets
+	// (engine, host, username, password, dbname, port), which RDS-managed
+	// secrets, the Secrets Manager rotation functions and the AWS database
+	// drivers read.
+	FormatRDS = "rds"
 )
+
+// Limits of Secrets Manager that the sink checks before sending: AWS
+// Secrets Manager User Guide, "AWS Secrets Manager quotas" and the API
+// Reference of CreateSecret and PutSecretValue.
+const (
+	// MaxValueBytes is the largest SecretString: "Secret value size:
+	// 65,536 bytes".
+	MaxValueBytes = 65536
+	// MaxNameLength is the longest secret name: CreateSecret, Name,
+	// "Maximum length of 512".
+	MaxNameLength = 512
+	// MaxSecretIDLength is the longest SecretId (a name or an ARN).
+	MaxSecretIDLength = 2048
+)
+
+// QuotasURL documents the limits above.
+const QuotasURL = "https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_limits.html"
+
+// ValidName reports whether name is a valid secret name: 1 to 512 ASCII
+// letters, digits and /_+=.@- (CreateSecret, Name).
+func ValidName(name string) bool {
+	if name == "" || len(name) > MaxNameLength {
+		return false
+	}
+	return strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+=.@-") == ""
+}
 
 func init() {
 	sinks.Register(Kind, New)
@@ -63,6 +95,7 @@ type config struct {
 	Description     string         `hcl:"description,optional"`
 	Format          string         `hcl:"format,optional"`
 	Template        *string        `hcl:"template,optional"`
+	Engine          string         `hcl:"engine,optional"`
 
 	SecretIDRange        hcl.Range `hcl:"secret_id,attr_range"`
 	CreateIfMissingRange hcl.Range `hcl:"create_if_missing,attr_range"`
@@ -70,6 +103,7 @@ type config struct {
 	DescriptionRange     hcl.Range `hcl:"description,attr_range"`
 	FormatRange          hcl.Range `hcl:"format,attr_range"`
 	TemplateRange        hcl.Range `hcl:"template,attr_range"`
+	EngineRange          hcl.Range `hcl:"engine,attr_range"`
 }
 
 // Options configure a sink built in Go rather than HCL.
@@ -83,6 +117,9 @@ type Options struct {
 	Description string
 	// Template renders the value; nil writes the fields as a JSON object.
 	Template *template.Template
+	// Engine, when set, writes AWS's database secret structure (FormatRDS)
+	// with this engine ("postgres", "mysql", ...) instead of the fields.
+	Engine string
 }
 
 // Sink writes a key to one Secrets Manager secret.
@@ -100,12 +137,13 @@ func New(env *plugin.Env, body hcl.Body) (sinks.Sink, hcl.Diagnostics) {
 	conn, diags := awsconn.Resolve(env, cfg.Connection)
 	isARN := strings.HasPrefix(cfg.SecretID, "arn:")
 	switch {
-	case cfg.SecretID == "" || len(cfg.SecretID) > 2048:
+	case cfg.SecretID == "" || len(cfg.SecretID) > MaxSecretIDLength || !isARN && !ValidName(cfg.SecretID):
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid secret_id",
-			Detail:   "secret_id must be the name or ARN of a Secrets Manager secret, such as \"payments/aws\".",
-			Subject:  cfg.SecretIDRange.Ptr(),
+			Detail: fmt.Sprintf("secret_id must be the name or ARN of a Secrets Manager secret, such as \"payments/aws\"; a name has 1 to %d ASCII letters, digits and /_+=.@- (%s); got %q.",
+				MaxNameLength, "https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_CreateSecret.html", cfg.SecretID),
+			Subject: cfg.SecretIDRange.Ptr(),
 		})
 	case cfg.CreateIfMissing && isARN:
 		diags = append(diags, &hcl.Diagnostic{
@@ -169,12 +207,38 @@ func New(env *plugin.Env, body hcl.Body) (sinks.Sink, hcl.Diagnostics) {
 			break
 		}
 		opts.Template = t
+	case FormatRDS:
+		if cfg.Template != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "template needs format = \"template\"",
+				Detail:   "format = \"rds\" writes AWS's database secret structure; remove the template, or set format = \"template\".",
+				Subject:  cfg.TemplateRange.Ptr(),
+			})
+		}
+		if cfg.Engine == "" {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Missing engine",
+				Detail:   "format = \"rds\" needs engine, the database engine AWS's clients expect, such as engine = \"postgres\" or \"mysql\".",
+				Subject:  cfg.FormatRange.Ptr(),
+			})
+		}
+		opts.Engine = cfg.Engine
 	default:
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid format",
-			Detail:   fmt.Sprintf("format must be \"json\" (the default: the fields as one JSON object) or \"template\"; got %q.", cfg.Format),
+			Detail:   fmt.Sprintf("format must be \"json\" (the default: the fields as one JSON object), \"template\" or \"rds\" (AWS's database secret structure); got %q.", cfg.Format),
 			Subject:  cfg.FormatRange.Ptr(),
+		})
+	}
+	if cfg.Engine != "" && format != FormatRDS {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "engine needs format = \"rds\"",
+			Detail:   "engine is written only in AWS's database secret structure: add format = \"rds\", or remove engine.",
+			Subject:  cfg.EngineRange.Ptr(),
 		})
 	}
 	if diags.HasErrors() {
@@ -275,6 +339,9 @@ func (s *Sink) render(key plugin.Key) ([]byte, error) {
 		return nil, plugin.Permanent(fmt.Errorf("key %s has no value to write (values are never stored; a rotation resumed after a restart must be rolled back)", secret.Mask(key.ID)))
 	}
 	fields := key.Value.Reveal()
+	if s.opts.Engine != "" {
+		return s.renderRDS(key, fields)
+	}
 	if s.opts.Template == nil {
 		b, err := json.Marshal(fields)
 		if err != nil {
@@ -294,6 +361,58 @@ func (s *Sink) render(key plugin.Key) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// rdsSecret is the JSON structure of AWS's database secrets, in AWS's
+// field order (Secrets Manager User Guide, "JSON structure of AWS Secrets
+// Manager secrets", Amazon RDS and Aurora credentials:
+// https://docs.aws.amazon.com/secretsmanager/latest/userguide/reference_secret_json_structure.html).
+type rdsSecret struct {
+	Engine   string      `json:"engine"`
+	Host     string      `json:"host,omitempty"`
+	Username string      `json:"username"`
+	Password string      `json:"password"`
+	DBName   string      `json:"dbname,omitempty"`
+	Port     json.Number `json:"port,omitempty"`
+}
+
+func (s *Sink) renderRDS(key plugin.Key, f map[string]string) ([]byte, error) {
+	if f["username"] == "" || f["password"] == "" {
+		return nil, plugin.Permanent(fmt.Errorf("format \"rds\" for secret %q needs the fields username and password; key %s has %s (rename fields with the sink's fields option)",
+			s.opts.SecretID, secret.Mask(key.ID), strings.Join(key.Value.Names(), ", ")))
+	}
+	port := f["port"]
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, plugin.Permanent(fmt.Errorf("format \"rds\" for secret %q: the field port is not a TCP port number; AWS's clients read it as a number", s.opts.SecretID))
+		}
+	}
+	b, err := json.Marshal(rdsSecret{Engine: s.opts.Engine, Host: f["host"], Username: f["username"], Password: f["password"], DBName: f["dbname"], Port: json.Number(port)})
+	if err != nil {
+		return nil, fmt.Errorf("encoding the value as JSON: %w", err)
+	}
+	return b, nil
+}
+
+// checkLimits refuses, before anything is sent, a value Secrets Manager
+// would refuse: empty, or over 65,536 bytes.
+func (s *Sink) checkLimits(rot plugin.Rotation, value []byte) error {
+	switch {
+	case len(value) == 0:
+		return plugin.Permanent(fmt.Errorf("policy %q: the value for secret %q is empty, and Secrets Manager refuses an empty secret value (%s); check the sink's template and fields",
+			rot.Policy, s.opts.SecretID, "https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html"))
+	case len(value) > MaxValueBytes:
+		return plugin.Permanent(fmt.Errorf("policy %q: the value for secret %q is %d bytes, over Secrets Manager's limit of %d bytes for a secret value (%s); write fewer fields or a shorter template",
+			rot.Policy, s.opts.SecretID, len(value), MaxValueBytes, QuotasURL))
+	}
+	return nil
+}
+
+// deletionScheduled is the error for a secret scheduled for deletion: AWS
+// refuses every read and write of it (InvalidRequestException) until it is
+// restored.
+func (s *Sink) deletionScheduled() error {
+	return fmt.Errorf("secret %q is scheduled for deletion, and Secrets Manager refuses to read or write it: restore it (aws secretsmanager restore-secret --secret-id %s) or point secret_id elsewhere", s.opts.SecretID, s.opts.SecretID)
+}
+
 func (s *Sink) conflict(format string, args ...any) error {
 	return fmt.Errorf("secret %q: %w: "+format, append([]any{s.opts.SecretID, plugin.ErrConflict}, args...)...)
 }
@@ -307,6 +426,9 @@ func (s *Sink) conflict(format string, args ...any) error {
 func (s *Sink) Stage(ctx context.Context, rot plugin.Rotation, key plugin.Key, st sinks.State) (sinks.Version, error) {
 	value, err := s.render(key)
 	if err != nil {
+		return "", err
+	}
+	if err := s.checkLimits(rot, value); err != nil {
 		return "", err
 	}
 	c, err := s.client(ctx)
@@ -338,7 +460,7 @@ func (s *Sink) Stage(ctx context.Context, rot plugin.Rotation, key plugin.Key, s
 			}
 		}
 	case l.deleted:
-		return "", plugin.Permanent(fmt.Errorf("secret %q is scheduled for deletion: restore it (aws secretsmanager restore-secret --secret-id %s) or point secret_id elsewhere", s.opts.SecretID, s.opts.SecretID))
+		return "", plugin.Permanent(s.deletionScheduled())
 	}
 
 	cur := l.holder(StageCurrent)
@@ -367,6 +489,11 @@ func (s *Sink) Stage(ctx context.Context, rot plugin.Rotation, key plugin.Key, s
 		if errors.As(err, &re) {
 			return "", plugin.Permanent(fmt.Errorf("secret %q: version %s of this rotation already holds another value; roll the rotation back and start a new one", s.opts.SecretID, ours))
 		}
+		var le *types.LimitExceededException
+		if errors.As(err, &le) {
+			return "", plugin.Permanent(fmt.Errorf("policy %q: secret %q is at a Secrets Manager quota (%s): most likely 100 versions per secret, where versions without a staging label are removed only once 24 hours old; rotate less often (AWS advises at most once every 10 minutes, sustained) or wait a day: %w",
+				rot.Policy, s.opts.SecretID, QuotasURL, awsconn.Classify(err)))
+		}
 		return "", fmt.Errorf("staging a new version of secret %q: %w", s.opts.SecretID, awsconn.Classify(err))
 	}
 	v := aws.ToString(out.VersionId)
@@ -375,7 +502,7 @@ func (s *Sink) Stage(ctx context.Context, rot plugin.Rotation, key plugin.Key, s
 	}
 	// A version left without labels by an earlier attempt is not relabelled
 	// by PutSecretValue (the request is ignored); attach AWSPENDING.
-	if out.VersionStages != nil && !contains(out.VersionStages, StagePending) && !contains(out.VersionStages, StageCurrent) {
+	if !contains(out.VersionStages, StagePending) && !contains(out.VersionStages, StageCurrent) {
 		in := &secretsmanager.UpdateSecretVersionStageInput{
 			SecretId: aws.String(s.opts.SecretID), VersionStage: aws.String(StagePending), MoveToVersionId: aws.String(v),
 		}
@@ -407,6 +534,9 @@ func (s *Sink) Promote(ctx context.Context, rot plugin.Rotation, key plugin.Key,
 	}
 	if !l.exists {
 		return "", s.conflict("the secret was deleted after the new value was staged")
+	}
+	if l.deleted {
+		return "", plugin.Permanent(s.deletionScheduled())
 	}
 	cur := l.holder(StageCurrent)
 	if cur != ours {
@@ -462,7 +592,7 @@ func (s *Sink) verify(ctx context.Context, c *secretsmanager.Client, key plugin.
 		return nil
 	}
 	var ok bool
-	if s.opts.Template == nil {
+	if s.opts.Template == nil && s.opts.Engine == "" {
 		var m map[string]string
 		if json.Unmarshal([]byte(aws.ToString(out.SecretString)), &m) == nil {
 			got := make(secret.Fields, len(m))
@@ -512,6 +642,9 @@ func (s *Sink) Rollback(ctx context.Context, rot plugin.Rotation, st sinks.State
 			return nil
 		}
 		return s.conflict("the secret was deleted; it cannot be restored to version %s", st.Prev)
+	}
+	if l.deleted {
+		return s.deletionScheduled()
 	}
 	cur := l.holder(StageCurrent)
 	switch {

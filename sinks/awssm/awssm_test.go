@@ -529,6 +529,11 @@ func TestFactory(t *testing.T) {
 		"template with format json":        {"connection = aws.prod\nsecret_id = \"a\"\nformat = \"json\"\ntemplate = \"x\"\n", "template needs format"},
 		"template that does not parse":     {"connection = aws.prod\nsecret_id = \"a\"\ntemplate = \"{{.x\"\n", "policy.hcl:3,1-18: Invalid template"},
 		"connection must be an aws one":    {"connection = aws.nope\nsecret_id = \"a\"\n", "Unknown connection"},
+		"invalid secret name":              {"connection = aws.prod\nsecret_id = \"payments aws!\"\n", "policy.hcl:2,1-28: Invalid secret_id"},
+		"secret name over 512 characters":  {"connection = aws.prod\nsecret_id = \"" + strings.Repeat("n", 513) + "\"\n", "Invalid secret_id"},
+		"rds without engine":               {"connection = aws.prod\nsecret_id = \"a\"\nformat = \"rds\"\n", "Missing engine"},
+		"engine without rds":               {"connection = aws.prod\nsecret_id = \"a\"\nengine = \"postgres\"\n", "policy.hcl:3,1-20: engine needs format"},
+		"rds with a template":              {"connection = aws.prod\nsecret_id = \"a\"\nformat = \"rds\"\nengine = \"postgres\"\ntemplate = \"x\"\n", "template needs format"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, diags := decode(t, tc.src)
@@ -536,5 +541,159 @@ func TestFactory(t *testing.T) {
 				t.Errorf("diagnostics %q, want one containing %q", diags.Error(), tc.want)
 			}
 		})
+	}
+}
+
+func TestFactoryRDS(t *testing.T) {
+	t.Parallel()
+	if _, diags := decode(t, "connection = aws.prod\nsecret_id = \"prod/orders/db\"\nformat = \"rds\"\nengine = \"postgres\"\n"); diags.HasErrors() {
+		t.Fatalf("format rds: %v", diags)
+	}
+}
+
+// ledgerCount counts the emulator's calls of an action.
+func ledgerCount(f *fixture, action string) int {
+	n := 0
+	for _, c := range f.env.Server.Ledger() {
+		if c.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// TestValuesOverAWSLimitsAreRefusedBeforeSending: a value Secrets Manager
+// would refuse (over 65,536 bytes, or empty) fails Stage with a permanent
+// error naming the policy and the documented limit, and nothing is sent.
+func TestValuesOverAWSLimitsAreRefusedBeforeSending(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t, true)
+	st := sinks.State{Prev: sinks.Version(f.v0)}
+	big := newKey("AKIANEWNEWNEWNEWNEW1", strings.Repeat("s", awssm.MaxValueBytes))
+	empty := template.Must(template.New("t").Parse(`{{if false}}{{.access_key_id}}{{end}}`))
+	for _, tc := range []struct {
+		name string
+		sink *awssm.Sink
+		key  plugin.Key
+		want []string
+	}{
+		{"65,537 bytes and more", f.sink(awssm.Options{}), big, []string{`policy "p"`, "over Secrets Manager's limit of 65536 bytes", awssm.QuotasURL}},
+		{"empty", f.sink(awssm.Options{Template: empty}), newKey("AKIANEWNEWNEWNEWNEW1", "s"), []string{`policy "p"`, "is empty", "API_PutSecretValue"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := ledgerCount(f, "PutSecretValue")
+			_, err := tc.sink.Stage(ctx, rotation(rotID), tc.key, st)
+			if err == nil || !plugin.IsPermanent(err) {
+				t.Fatalf("Stage = %v, want a permanent error", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "sssssss") {
+				t.Errorf("error leaks the value")
+			}
+			if n := ledgerCount(f, "PutSecretValue") - before; n != 0 {
+				t.Errorf("%d PutSecretValue calls, want none: the limit is checked before sending", n)
+			}
+		})
+	}
+	// The limit itself is accepted.
+	fits := newKey("AKIANEWNEWNEWNEWNEW1", strings.Repeat("s", awssm.MaxValueBytes-len(`{"access_key_id":"AKIANEWNEWNEWNEWNEW1","secret_access_key":""}`)))
+	if _, err := f.sink(awssm.Options{}).Stage(ctx, rotation(rotID), fits, st); err != nil {
+		t.Fatalf("Stage of exactly %d bytes: %v", awssm.MaxValueBytes, err)
+	}
+}
+
+// TestSecretScheduledForDeletion: Promote refuses, naming restore-secret;
+// Rollback reports it and completes once the secret is restored.
+func TestSecretScheduledForDeletion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t, true)
+	s := f.sink(awssm.Options{})
+	rot, key := rotation(rotID), newKey("AKIANEWNEWNEWNEWNEW1", "new-secret")
+	st := sinks.State{Prev: sinks.Version(f.v0)}
+	var err error
+	if st.Staged, err = s.Stage(ctx, rot, key, st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String(f.name), RecoveryWindowInDays: aws.Int64(7)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Promote(ctx, rot, key, st)
+	if err == nil || !plugin.IsPermanent(err) || !strings.Contains(err.Error(), "scheduled for deletion") || !strings.Contains(err.Error(), "restore-secret") {
+		t.Fatalf("Promote of a secret scheduled for deletion = %v, want a permanent error naming restore-secret", err)
+	}
+	if err := s.Rollback(ctx, rot, st); err == nil || !strings.Contains(err.Error(), "restore-secret") {
+		t.Fatalf("Rollback of a secret scheduled for deletion = %v, want an error naming restore-secret", err)
+	}
+	if _, err := f.sm.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: aws.String(f.name)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rollback(ctx, rot, st); err != nil {
+		t.Fatalf("Rollback after restore: %v", err)
+	}
+	f.wantLabels(t, map[string]string{"AWSCURRENT": f.v0})
+}
+
+// TestVersionQuota: at 100 recent versions Secrets Manager refuses a new
+// one; Stage says which quota and what to do.
+func TestVersionQuota(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t, true)
+	for i := 1; i < 100; i++ {
+		if _, err := f.sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(f.name), SecretString: aws.String(fmt.Sprintf("v%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur := f.labels(t)["AWSCURRENT"]
+	_, err := f.sink(awssm.Options{}).Stage(ctx, rotation(rotID), newKey("AKIANEWNEWNEWNEWNEW1", "new-secret"), sinks.State{Prev: sinks.Version(cur)})
+	if err == nil || !plugin.IsPermanent(err) {
+		t.Fatalf("Stage at 100 versions = %v, want a permanent error", err)
+	}
+	for _, w := range []string{`policy "p"`, "100 versions", "24 hours", awssm.QuotasURL} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+}
+
+// TestRDSFormat: format rds writes the JSON structure of AWS's database
+// secrets from a database key's fields (uri and other fields left out, the
+// port a number), and Promote reads it back.
+func TestRDSFormat(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := setup(t, true)
+	s := f.sink(awssm.Options{Engine: "postgres"})
+	key := plugin.Key{ID: "app_b-2", Value: secret.Fields{
+		"username": secret.New("app_b"), "password": secret.New(`p"w\ord`), "host": secret.New("db.internal"),
+		"port": secret.New("5432"), "dbname": secret.New("orders"), "uri": secret.New("postgres://app_b@db.internal/orders"),
+	}}
+	rot := rotation(rotID)
+	st := sinks.State{Prev: sinks.Version(f.v0)}
+	var err error
+	if st.Staged, err = s.Stage(ctx, rot, key, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `{"engine":"postgres","host":"db.internal","username":"app_b","password":"p\"w\\ord","dbname":"orders","port":5432}`
+	if got := f.value(t, "AWSPENDING"); got != want {
+		t.Fatalf("rds value\n got %s\nwant %s", got, want)
+	}
+	if _, err := s.Promote(ctx, rot, key, st); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	for name, fields := range map[string]secret.Fields{
+		"no password":      {"username": secret.New("u")},
+		"port not numeric": {"username": secret.New("u"), "password": secret.New("canary-pw"), "port": secret.New("http")},
+	} {
+		_, err := s.Stage(ctx, rotation("other-rotation-id-0000000000000000"), plugin.Key{ID: "k", Value: fields}, sinks.State{Prev: sinks.Version(rotID)})
+		if err == nil || !plugin.IsPermanent(err) || strings.Contains(err.Error(), "canary-pw") {
+			t.Errorf("%s: Stage = %v, want a permanent error without the password", name, err)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -32,9 +33,21 @@ type Options struct {
 	AccountID string
 	// Region is the Secrets Manager region; default "us-east-1".
 	Region string
-	// ConsistencyDelay is how long a key created with the CreateAccessKey API
-	// waits before it authenticates (IAM is eventually consistent).
+	// ConsistencyDelay bounds how long an access key state change made
+	// through the API (CreateAccessKey, UpdateAccessKey to Active or
+	// Inactive, DeleteAccessKey) takes to reach authentication: each change
+	// takes effect after its own delay, drawn from [ConsistencyDelay/2,
+	// ConsistencyDelay]. Until then a new key is refused and a deactivated
+	// or deleted key still works, as on AWS. Zero means
+	// DefaultConsistencyDelay; Immediate turns the delay off.
 	ConsistencyDelay time.Duration
+	// UsageDelay bounds how late GetAccessKeyLastUsed shows a use: each use
+	// becomes visible after a delay drawn from [UsageDelay/2, UsageDelay].
+	// Zero means DefaultUsageDelay; Immediate turns the delay off.
+	UsageDelay time.Duration
+	// Seed seeds the random spread of the delays. Zero takes
+	// $REKEY_AWSEMU_SEED, or else a random seed; Server.Seed reports it.
+	Seed uint64
 	// Now is the emulator's clock; default time.Now.
 	Now func() time.Time
 }
@@ -67,7 +80,10 @@ type Server struct {
 	srv  *http.Server
 	done chan struct{}
 
+	seed uint64
+
 	mu       sync.Mutex
+	rng      *mrand.Rand
 	users    map[string]*user
 	keys     map[string]*accessKey // every key ever issued, deleted ones too (for the ledger)
 	secrets  map[string]*secret    // by name
@@ -86,8 +102,10 @@ type user struct {
 type accessKey struct {
 	AccessKey
 	secret   string
-	activeAt time.Time // the key authenticates from this time on
-	deleted  bool
+	deleted  bool         // for the API; authentication follows changes
+	changes  []authChange // state changes as authentication sees them, in order
+	pending  []use        // uses not yet shown by GetAccessKeyLastUsed
+	reported use          // the latest use shown so far
 }
 
 type fault struct {
@@ -132,12 +150,21 @@ func Start(opts Options) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ConsistencyDelay == 0 {
+		opts.ConsistencyDelay = DefaultConsistencyDelay
+	}
+	if opts.UsageDelay == 0 {
+		opts.UsageDelay = DefaultUsageDelay
+	}
+	sd := seed(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		opts:    opts,
+		seed:    sd,
+		rng:     mrand.New(mrand.NewPCG(sd, sd^0x9e3779b97f4a7c15)),
 		ln:      ln,
 		done:    make(chan struct{}),
 		users:   map[string]*user{},
@@ -154,6 +181,33 @@ func Start(opts Options) (*Server, error) {
 		_ = s.srv.Serve(ln)
 	}()
 	return s, nil
+}
+
+// Seed returns the seed of the delays' random spread; set Options.Seed or
+// $REKEY_AWSEMU_SEED to it to repeat a run.
+func (s *Server) Seed() uint64 { return s.seed }
+
+// Options returns the options in effect, defaults filled in.
+func (s *Server) Options() Options { return s.opts }
+
+// SettledAt returns the time by which every access key state change and
+// every use made so far has taken effect (authentication and
+// GetAccessKeyLastUsed), on the emulator's clock.
+func (s *Server) SettledAt() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t time.Time
+	for _, k := range s.keys {
+		if n := len(k.changes); n > 0 && k.changes[n-1].at.After(t) {
+			t = k.changes[n-1].at
+		}
+		for _, u := range k.pending {
+			if u.visibleAt.After(t) {
+				t = u.visibleAt
+			}
+		}
+	}
+	return t
 }
 
 // URL returns the endpoint serving IAM, STS and Secrets Manager, like
@@ -194,17 +248,17 @@ func (s *Server) createUser(name string, now time.Time) *user {
 func (s *Server) AdminKey() (accessKeyID, secretAccessKey string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if k := s.admin; k != nil && !k.deleted && k.Status == statusActive {
+	now := s.opts.Now()
+	if k := s.admin; k != nil && !k.deleted && k.Status == statusActive && k.authAt(now) == authActive {
 		return k.ID, k.secret
 	}
-	now := s.opts.Now()
-	s.admin = s.newKey(s.createUser(adminUser, now), now, now)
+	s.admin = s.newKey(s.createUser(adminUser, now), now, false)
 	return s.admin.ID, s.admin.secret
 }
 
 // CreateAccessKeyFor creates an access key for an existing user, for test
-// setup. It authenticates at once (no consistency delay) but obeys the limit
-// of two keys per user.
+// setup. It authenticates at once (no consistency delay: it stands for a key
+// made long before the test) but obeys the limit of two keys per user.
 func (s *Server) CreateAccessKeyFor(userName string) (id, secret string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -216,7 +270,7 @@ func (s *Server) CreateAccessKeyFor(userName string) (id, secret string, err err
 		return "", "", err
 	}
 	now := s.opts.Now()
-	k := s.newKey(u, now, now)
+	k := s.newKey(u, now, false)
 	return k.ID, k.secret, nil
 }
 
@@ -260,16 +314,17 @@ func (s *Server) Keys(userName string) []AccessKey {
 	return out
 }
 
-func (s *Server) newKey(u *user, now, activeAt time.Time) *accessKey {
+// newKey issues a key; delayed applies the consistency delay.
+func (s *Server) newKey(u *user, now time.Time, delayed bool) *accessKey {
 	// IAM API Reference, data type AccessKey: AccessKeyId has 16-128 word
 	// characters (AWS issues "AKIA" + 16 upper-case base32 characters) and
 	// the SecretAccessKey is 40 characters.
 	k := &accessKey{
 		AccessKey: AccessKey{ID: "AKIA" + randString(upperBase32, 16), User: u.name,
 			Status: statusActive, Created: now},
-		secret:   randString(base64Chars, 40),
-		activeAt: activeAt,
+		secret: randString(base64Chars, 40),
 	}
+	s.change(k, now, authActive, delayed)
 	u.keys = append(u.keys, k)
 	s.keys[k.ID] = k
 	return k

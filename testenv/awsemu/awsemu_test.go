@@ -285,7 +285,8 @@ func sha256Hex(s string) string {
 func firstTwo(a, b string, err error) ([2]string, error) { return [2]string{a, b}, err }
 
 func TestAuthentication(t *testing.T) {
-	s := start(t, awsemu.Options{})
+	clk := newClock()
+	s := start(t, awsemu.Options{Now: clk.Now})
 	a := admin(t, s)
 	ctx := t.Context()
 	s.CreateUser("alice")
@@ -296,6 +297,7 @@ func TestAuthentication(t *testing.T) {
 	deleted, inactive := keys[0].ID, keys[1].ID
 	must(a.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String("alice"), AccessKeyId: aws.String(deleted)}))(t)
 	must(a.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String("alice"), AccessKeyId: aws.String(inactive), Status: iamtypes.StatusTypeInactive}))(t)
+	clk.Advance(s.SettledAt().Sub(clk.Now())) // both changes reached authentication
 	adminID, adminSecret := s.AdminKey()
 	// A secret that differs from the admin's in its last character (the
 	// secret is random: replacing with a fixed letter would sometimes not
@@ -342,52 +344,145 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestReactivatedKeyAndIdentity(t *testing.T) {
-	s := start(t, awsemu.Options{AccountID: "210987654321"})
+	clk := newClock()
+	s := start(t, awsemu.Options{AccountID: "210987654321", Now: clk.Now})
 	a := admin(t, s)
 	ctx := t.Context()
 	s.CreateUser("svc")
 	ids := must(firstTwo(s.CreateAccessKeyFor("svc")))(t)
 	c := sdk(t, s, ids[0], ids[1])
+	settle := func() { clk.Advance(s.SettledAt().Sub(clk.Now())) }
 	must(a.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String("svc"), AccessKeyId: aws.String(ids[0]), Status: iamtypes.StatusTypeInactive}))(t)
+	settle()
 	_, err := c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	wantErr(t, err, "InvalidClientTokenId", 403)
 	must(a.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String("svc"), AccessKeyId: aws.String(ids[0]), Status: iamtypes.StatusTypeActive}))(t)
+	settle()
 	got := must(c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}))(t)
 	if *got.Arn != "arn:aws:iam::210987654321:user/svc" || *got.Account != "210987654321" || !strings.HasPrefix(*got.UserId, "AIDA") {
 		t.Fatalf("GetCallerIdentity = %s %s %s", *got.Arn, *got.Account, *got.UserId)
 	}
 }
 
+// TestConsistencyDelay: every access key state change made through the API
+// reaches authentication after a delay drawn from [d/2, d]; until then the
+// key is authenticated as before the change. ListAccessKeys and the quota
+// see the change at once.
 func TestConsistencyDelay(t *testing.T) {
+	const d = 10 * time.Second
 	clk := newClock()
-	s := start(t, awsemu.Options{ConsistencyDelay: 10 * time.Second, Now: clk.Now})
+	s := start(t, awsemu.Options{ConsistencyDelay: d, Seed: 7, Now: clk.Now})
+	if s.Seed() != 7 {
+		t.Fatalf("Seed() = %d, want 7", s.Seed())
+	}
 	a := admin(t, s) // AdminKey works at once
 	ctx := t.Context()
 	s.CreateUser("alice")
-
-	k := must(a.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String("alice")}))(t).AccessKey
-	c := sdk(t, s, *k.AccessKeyId, *k.SecretAccessKey)
-	_, err := c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	wantErr(t, err, "InvalidClientTokenId", 403)
-	clk.Advance(9 * time.Second)
-	_, err = c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	wantErr(t, err, "InvalidClientTokenId", 403)
-	clk.Advance(time.Second)
-	if got := must(c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}))(t); *got.Arn != "arn:aws:iam::123456789012:user/alice" {
-		t.Fatalf("Arn = %s", *got.Arn)
+	var c clients
+	works := func() bool {
+		t.Helper()
+		_, err := c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+		if err != nil {
+			wantErr(t, err, "InvalidClientTokenId", 403)
+		}
+		return err == nil
 	}
-	// Keys made for test setup are not delayed.
-	ids := must(firstTwo(s.CreateAccessKeyFor("alice")))(t)
-	must(sdk(t, s, ids[0], ids[1]).sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}))(t)
+	// step checks the key's authentication just before d/2 (as before the
+	// change) and at d (after it).
+	step := func(name string, before bool, change func()) {
+		t.Helper()
+		start := clk.Now()
+		change()
+		clk.Advance(d/2 - time.Millisecond)
+		if got := works(); got != before {
+			t.Fatalf("%s: key works %v just before %v, want %v (as before the change)", name, got, d/2, before)
+		}
+		clk.Advance(start.Add(d).Sub(clk.Now()))
+		if got := works(); got == before {
+			t.Fatalf("%s: key works %v after %v, want %v", name, got, d, !before)
+		}
+	}
+	var k *iamtypes.AccessKey
+	step("CreateAccessKey", false, func() {
+		k = must(a.iam.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String("alice")}))(t).AccessKey
+		c = sdk(t, s, *k.AccessKeyId, *k.SecretAccessKey)
+	})
+	update := func(st iamtypes.StatusType) func() {
+		return func() {
+			must(a.iam.UpdateAccessKey(ctx, &iam.UpdateAccessKeyInput{UserName: aws.String("alice"), AccessKeyId: k.AccessKeyId, Status: st}))(t)
+			if got := s.Keys("alice")[0].Status; got != string(st) {
+				t.Fatalf("ListAccessKeys status %s right after UpdateAccessKey %s", got, st)
+			}
+		}
+	}
+	step("UpdateAccessKey Inactive", true, update(iamtypes.StatusTypeInactive))
+	step("UpdateAccessKey Active", false, update(iamtypes.StatusTypeActive))
 
-	if got, want := fmt.Sprint(codes(s, "GetCallerIdentity")), "[InvalidClientTokenId InvalidClientTokenId  ]"; got != want {
-		t.Fatalf("ledger codes %s, want %s", got, want)
+	// Changes reach authentication in order: Inactive then Active at once
+	// ends Active, whatever delays were drawn.
+	update(iamtypes.StatusTypeInactive)()
+	update(iamtypes.StatusTypeActive)()
+	clk.Advance(s.SettledAt().Sub(clk.Now()))
+	if !works() {
+		t.Fatal("Inactive then Active: the key ends refused")
+	}
+
+	step("DeleteAccessKey", true, func() {
+		must(a.iam.DeleteAccessKey(ctx, &iam.DeleteAccessKeyInput{UserName: aws.String("alice"), AccessKeyId: k.AccessKeyId}))(t)
+		if n := len(s.Keys("alice")); n != 0 {
+			t.Fatalf("ListAccessKeys shows %d keys right after DeleteAccessKey", n)
+		}
+		// The quota is freed at once too.
+		for range 2 {
+			must(firstTwo(s.CreateAccessKeyFor("alice")))(t)
+		}
+	})
+	// Keys made for test setup are not delayed.
+	s.CreateUser("bob")
+	ids := must(firstTwo(s.CreateAccessKeyFor("bob")))(t)
+	must(sdk(t, s, ids[0], ids[1]).sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}))(t)
+}
+
+// TestConsistencyDelaySpreadIsSeeded: the delay of each change is random
+// within [d/2, d], the same for the same seed, and the default is on.
+func TestConsistencyDelaySpreadIsSeeded(t *testing.T) {
+	const d = 8 * time.Second
+	// effect returns when the first API-created key of an emulator with
+	// the given seed starts to authenticate, to the millisecond.
+	effect := func(seed uint64) time.Duration {
+		clk := newClock()
+		// Uses are shown at once: SettledAt then measures the key alone.
+		s := start(t, awsemu.Options{ConsistencyDelay: d, UsageDelay: awsemu.Immediate, Seed: seed, Now: clk.Now})
+		s.CreateUser("u")
+		must(admin(t, s).iam.CreateAccessKey(t.Context(), &iam.CreateAccessKeyInput{UserName: aws.String("u")}))(t)
+		return s.SettledAt().Sub(clk.Now())
+	}
+	seen := map[time.Duration]bool{}
+	for seed := uint64(1); seed <= 6; seed++ {
+		got := effect(seed)
+		if got < d/2 || got > d {
+			t.Fatalf("seed %d: delay %v outside [%v, %v]", seed, got, d/2, d)
+		}
+		if again := effect(seed); again != got {
+			t.Fatalf("seed %d: delay %v then %v", seed, got, again)
+		}
+		seen[got] = true
+	}
+	if len(seen) < 3 {
+		t.Fatalf("6 seeds gave only %d distinct delays: %v", len(seen), seen)
+	}
+	s := start(t, awsemu.Options{})
+	if o := s.Options(); o.ConsistencyDelay != awsemu.DefaultConsistencyDelay || o.UsageDelay != awsemu.DefaultUsageDelay || s.Seed() == 0 {
+		t.Fatalf("defaults: %+v seed %d", o, s.Seed())
 	}
 }
 
+// TestLastUsed: GetAccessKeyLastUsed shows a use only after the usage
+// delay, its date rounded down to the minute; Keys shows the exact time.
 func TestLastUsed(t *testing.T) {
+	const delay = 4 * time.Hour
 	clk := newClock()
-	s := start(t, awsemu.Options{Now: clk.Now, Region: "eu-west-1"})
+	s := start(t, awsemu.Options{Now: clk.Now, Region: "eu-west-1", UsageDelay: delay})
 	a := admin(t, s)
 	ctx := t.Context()
 	s.CreateUser("alice")
@@ -400,21 +495,40 @@ func TestLastUsed(t *testing.T) {
 		}
 		return out.AccessKeyLastUsed
 	}
-	if lu := lastUsed(); lu.LastUsedDate != nil || *lu.ServiceName != "N/A" || *lu.Region != "N/A" {
-		t.Fatalf("never used key: %+v", lu)
+	neverUsed := func(when string) {
+		t.Helper()
+		if lu := lastUsed(); lu.LastUsedDate != nil || *lu.ServiceName != "N/A" || *lu.Region != "N/A" {
+			t.Fatalf("%s: %v %s %s, want never used", when, lu.LastUsedDate, *lu.ServiceName, *lu.Region)
+		}
 	}
+	neverUsed("before any use")
 
-	clk.Advance(time.Minute)
-	usedAt := clk.Now().UTC().Truncate(time.Second)
+	clk.Advance(time.Minute + 37*time.Second)
+	usedAt := clk.Now().UTC()
 	c := sdk(t, s, ids[0], ids[1], config.WithRegion("eu-west-1"))
 	must(c.sts.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}))(t)
-	clk.Advance(time.Minute)
-	if lu := lastUsed(); lu.LastUsedDate == nil || !lu.LastUsedDate.Equal(usedAt) || *lu.ServiceName != "sts" || *lu.Region != "eu-west-1" {
-		t.Fatalf("after STS: %v %s %s, want %v sts eu-west-1", lu.LastUsedDate, *lu.ServiceName, *lu.Region, usedAt)
+	if k := s.Keys("alice")[0]; !k.LastUsed.Equal(clk.Now()) || k.LastUsedService != "sts" {
+		t.Fatalf("Keys = %+v, want the exact use", k)
 	}
+	clk.Advance(delay/2 - time.Second)
+	neverUsed("before half the usage delay")
+	clk.Advance(delay/2 + time.Second)
+	lu := lastUsed()
+	if want := usedAt.Truncate(time.Minute); lu.LastUsedDate == nil || !lu.LastUsedDate.Equal(want) || *lu.ServiceName != "sts" || *lu.Region != "eu-west-1" {
+		t.Fatalf("after STS: %v %s %s, want %v (rounded down to the minute) sts eu-west-1", lu.LastUsedDate, *lu.ServiceName, *lu.Region, want)
+	}
+	if lu.LastUsedDate.Second() != 0 {
+		t.Fatalf("LastUsedDate %v has seconds", lu.LastUsedDate)
+	}
+
+	first := *lu.LastUsedDate
 	_, err := c.sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("none")})
 	wantErr(t, err, "ResourceNotFoundException", 400) // authenticated, so the key was used
-	if lu := lastUsed(); *lu.ServiceName != "secretsmanager" || lu.LastUsedDate.Equal(usedAt) {
+	if lu := lastUsed(); !lu.LastUsedDate.Equal(first) || *lu.ServiceName != "sts" {
+		t.Fatalf("the Secrets Manager use shows at once: %v %s", lu.LastUsedDate, *lu.ServiceName)
+	}
+	clk.Advance(delay)
+	if lu := lastUsed(); *lu.ServiceName != "secretsmanager" || !lu.LastUsedDate.After(first) {
 		t.Fatalf("after Secrets Manager: %v %s", lu.LastUsedDate, *lu.ServiceName)
 	}
 	if k := s.Keys("alice")[0]; k.LastUsedService != "secretsmanager" || k.LastUsedRegion != "eu-west-1" || k.LastUsed.IsZero() {
@@ -792,7 +906,8 @@ func TestSecretsManagerProtocol(t *testing.T) {
 
 func TestLedger(t *testing.T) {
 	clk := newClock()
-	s := start(t, awsemu.Options{Now: clk.Now})
+	// The delay is off: the ledger's times are under test, not the delay.
+	s := start(t, awsemu.Options{Now: clk.Now, ConsistencyDelay: awsemu.Immediate})
 	a := admin(t, s)
 	adminID, _ := s.AdminKey()
 	ctx := t.Context()
@@ -890,5 +1005,163 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	httpClient.GetTransport().CloseIdleConnections()
 	if _, err := http.Get(s.URL()); err == nil {
 		t.Fatal("still serving after Close")
+	}
+}
+
+// TestSecretsManagerOmitsEmptyLists: a version without staging labels has
+// no VersionStages at all (the SDK yields nil, not an empty list), in every
+// response that describes it.
+func TestSecretsManagerOmitsEmptyLists(t *testing.T) {
+	s := start(t, awsemu.Options{})
+	sm := admin(t, s).sm
+	ctx := t.Context()
+	must(sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("e")}))(t)
+	if out := must(sm.ListSecretVersionIds(ctx, &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String("e")}))(t); out.Versions != nil {
+		t.Fatalf("Versions of a secret without versions = %#v, want nil", out.Versions)
+	}
+	if out := must(sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String("e")}))(t); out.VersionIdsToStages != nil {
+		t.Fatalf("VersionIdsToStages of a secret without versions = %#v, want nil", out.VersionIdsToStages)
+	}
+	const tok = "11111111-2222-4333-8444-555555555555"
+	must(sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("e"), SecretString: aws.String("v1")}))(t)
+	must(sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("e"), SecretString: aws.String("v2"), ClientRequestToken: aws.String(tok), VersionStages: []string{"AWSPENDING"}}))(t)
+	must(sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String("e"), VersionStage: aws.String("AWSPENDING"), RemoveFromVersionId: aws.String(tok)}))(t)
+	again := must(sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("e"), SecretString: aws.String("v2"), ClientRequestToken: aws.String(tok), VersionStages: []string{"AWSPENDING"}}))(t)
+	if again.VersionStages != nil {
+		t.Fatalf("PutSecretValue of a version without labels: VersionStages = %#v, want nil", again.VersionStages)
+	}
+	byID := must(sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("e"), VersionId: aws.String(tok)}))(t)
+	if byID.VersionStages != nil {
+		t.Fatalf("GetSecretValue of a version without labels: VersionStages = %#v, want nil", byID.VersionStages)
+	}
+	list := must(sm.ListSecretVersionIds(ctx, &secretsmanager.ListSecretVersionIdsInput{SecretId: aws.String("e"), IncludeDeprecated: aws.Bool(true)}))(t)
+	for _, v := range list.Versions {
+		if *v.VersionId == tok && v.VersionStages != nil {
+			t.Fatalf("ListSecretVersionIds: VersionStages of a version without labels = %#v, want nil", v.VersionStages)
+		}
+	}
+}
+
+// TestSecretsManagerInputLimits: the documented constraints, with AWS's
+// error codes.
+func TestSecretsManagerInputLimits(t *testing.T) {
+	s := start(t, awsemu.Options{})
+	sm := admin(t, s).sm
+	ctx := t.Context()
+	must(sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("app/x"), SecretString: aws.String("v")}))(t)
+	put := func(in *secretsmanager.PutSecretValueInput) error {
+		in.SecretId = aws.String("app/x")
+		_, err := sm.PutSecretValue(ctx, in)
+		return err
+	}
+	labels := func(n int) []string {
+		var l []string
+		for i := range n {
+			l = append(l, fmt.Sprintf("L%d", i))
+		}
+		return l
+	}
+	for _, tt := range []struct {
+		name string
+		err  func() error
+		code string
+	}{
+		{"SecretString of 65,537 bytes", func() error {
+			return put(&secretsmanager.PutSecretValueInput{SecretString: aws.String(strings.Repeat("a", 65537))})
+		}, "ValidationException"},
+		{"SecretBinary of 65,537 bytes", func() error {
+			return put(&secretsmanager.PutSecretValueInput{SecretBinary: bytes.Repeat([]byte{1}, 65537)})
+		}, "ValidationException"},
+		{"empty SecretString", func() error { return put(&secretsmanager.PutSecretValueInput{SecretString: aws.String("")}) }, "InvalidRequestException"},
+		{"21 staging labels in one call", func() error {
+			return put(&secretsmanager.PutSecretValueInput{SecretString: aws.String("v"), VersionStages: labels(21)})
+		}, "ValidationException"},
+		{"a staging label of 257 characters", func() error {
+			return put(&secretsmanager.PutSecretValueInput{SecretString: aws.String("v"), VersionStages: []string{strings.Repeat("L", 257)}})
+		}, "ValidationException"},
+		{"invalid secret name", func() error {
+			_, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("app/db password!")})
+			return err
+		}, "ValidationException"},
+		{"secret name of 513 characters", func() error {
+			_, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(strings.Repeat("n", 513))})
+			return err
+		}, "ValidationException"},
+	} {
+		t.Run(tt.name, func(t *testing.T) { wantErr(t, tt.err(), tt.code, 400) })
+	}
+	// The limits themselves are allowed.
+	must(0, put(&secretsmanager.PutSecretValueInput{SecretString: aws.String(strings.Repeat("a", 65536))}))(t)
+	must(sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(strings.Repeat("n", 511) + "@")}))(t)
+	// 20 labels across the secret's versions, then one more is refused.
+	must(0, put(&secretsmanager.PutSecretValueInput{SecretString: aws.String("w"), VersionStages: labels(18)}))(t) // + AWSCURRENT, AWSPREVIOUS
+	wantErr(t, put(&secretsmanager.PutSecretValueInput{SecretString: aws.String("x"), VersionStages: []string{"ONE-TOO-MANY"}}), "LimitExceededException", 400)
+}
+
+// TestSecretsManagerDeletion: a secret scheduled for deletion refuses
+// reads and writes with InvalidRequestException until restored, is
+// described with its DeletedDate, and is gone after the recovery window.
+func TestSecretsManagerDeletion(t *testing.T) {
+	clk := newClock()
+	s := start(t, awsemu.Options{Now: clk.Now})
+	sm := admin(t, s).sm
+	ctx := t.Context()
+	id := aws.String("d")
+	must(sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: id, SecretString: aws.String("v")}))(t)
+	_, err := sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: id, RecoveryWindowInDays: aws.Int64(3)})
+	wantErr(t, err, "InvalidParameterException", 400)
+	del := must(sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: id, RecoveryWindowInDays: aws.Int64(7)}))(t)
+	if want := clk.Now().Add(7 * 24 * time.Hour); del.DeletionDate == nil || del.DeletionDate.Sub(want).Abs() > time.Second {
+		t.Fatalf("DeletionDate %v, want %v", del.DeletionDate, want)
+	}
+	if d := must(sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: id}))(t); d.DeletedDate == nil {
+		t.Fatal("DescribeSecret shows no DeletedDate")
+	}
+	_, err = sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: id})
+	wantErr(t, err, "InvalidRequestException", 400)
+	_, err = sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: id, SecretString: aws.String("w")})
+	wantErr(t, err, "InvalidRequestException", 400)
+	_, err = sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{SecretId: id, VersionStage: aws.String("X"), MoveToVersionId: aws.String("none")})
+	wantErr(t, err, "InvalidRequestException", 400)
+	_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: id})
+	wantErr(t, err, "InvalidRequestException", 400)
+
+	must(sm.RestoreSecret(ctx, &secretsmanager.RestoreSecretInput{SecretId: id}))(t)
+	if got := must(sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: id}))(t); *got.SecretString != "v" {
+		t.Fatalf("restored secret holds %q", *got.SecretString)
+	}
+	must(sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: id, RecoveryWindowInDays: aws.Int64(7)}))(t)
+	clk.Advance(7 * 24 * time.Hour)
+	_, err = sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: id})
+	wantErr(t, err, "ResourceNotFoundException", 400)
+	must(sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: id}))(t)
+	must(sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: id, ForceDeleteWithoutRecovery: aws.Bool(true)}))(t)
+	_, err = sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: id})
+	wantErr(t, err, "ResourceNotFoundException", 400)
+}
+
+// TestSecretsManagerVersionQuota: a secret holds at most 100 versions;
+// unlabelled versions are removed to make room only once 24 hours old.
+func TestSecretsManagerVersionQuota(t *testing.T) {
+	clk := newClock()
+	s := start(t, awsemu.Options{Now: clk.Now})
+	sm := admin(t, s).sm
+	ctx := t.Context()
+	id := aws.String("q")
+	must(sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: id, SecretString: aws.String("v0")}))(t)
+	for i := 1; i < 100; i++ {
+		must(sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: id, SecretString: aws.String(fmt.Sprintf("v%d", i))}))(t)
+	}
+	_, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: id, SecretString: aws.String("v100")})
+	wantErr(t, err, "LimitExceededException", 400)
+	clk.Advance(24 * time.Hour)
+	must(sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: id, SecretString: aws.String("v100")}))(t)
+	list := must(sm.ListSecretVersionIds(ctx, &secretsmanager.ListSecretVersionIdsInput{SecretId: id, IncludeDeprecated: aws.Bool(true)}))(t)
+	if len(list.Versions) != 100 {
+		t.Fatalf("%d versions after making room, want 100", len(list.Versions))
+	}
+	prev := must(sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: id, VersionStage: aws.String("AWSPREVIOUS")}))(t)
+	if *prev.SecretString != "v99" {
+		t.Fatalf("AWSPREVIOUS holds %s, want v99 (labelled versions are kept)", *prev.SecretString)
 	}
 }

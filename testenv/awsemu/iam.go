@@ -198,7 +198,8 @@ func (s *Server) iamGetUser(c *call) (any, *apiError) {
 }
 
 // IAM API Reference, CreateAccessKey: a new key is Active; its secret is
-// returned only here.
+// returned only here. It authenticates only after the consistency delay
+// (see change).
 func (s *Server) iamCreateAccessKey(c *call) (any, *apiError) {
 	u, err := s.targetUser(c)
 	if err != nil {
@@ -207,7 +208,7 @@ func (s *Server) iamCreateAccessKey(c *call) (any, *apiError) {
 	if err := checkKeyQuota(u); err != nil {
 		return nil, err
 	}
-	k := s.newKey(u, c.now, c.now.Add(s.opts.ConsistencyDelay))
+	k := s.newKey(u, c.now, true)
 	x := k.xml()
 	x.SecretAccessKey = k.secret
 	return struct{ AccessKey xmlAccessKey }{x}, nil
@@ -224,7 +225,9 @@ func userKey(u *user, id string) (*accessKey, int) {
 }
 
 // IAM API Reference, UpdateAccessKey: Status is Active or Inactive;
-// NoSuchEntity when the user has no such key.
+// NoSuchEntity when the user has no such key. The new status reaches
+// authentication after the consistency delay (see change); ListAccessKeys
+// shows it at once.
 func (s *Server) iamUpdateAccessKey(c *call) (any, *apiError) {
 	if err := c.required("AccessKeyId", "Status"); err != nil {
 		return nil, err
@@ -241,11 +244,20 @@ func (s *Server) iamUpdateAccessKey(c *call) (any, *apiError) {
 	if k == nil {
 		return nil, errNoSuchKey(c.form.Get("AccessKeyId"))
 	}
+	if k.Status != status {
+		st := authActive
+		if status == statusInactive {
+			st = authInactive
+		}
+		s.change(k, c.now, st, true)
+	}
 	k.Status = status
 	return nil, nil
 }
 
-// IAM API Reference, DeleteAccessKey: NoSuchEntity when the user has no such key.
+// IAM API Reference, DeleteAccessKey: NoSuchEntity when the user has no
+// such key. The key leaves the user's list (and quota) at once but keeps
+// authenticating until the consistency delay has passed (see change).
 func (s *Server) iamDeleteAccessKey(c *call) (any, *apiError) {
 	if err := c.required("AccessKeyId"); err != nil {
 		return nil, err
@@ -259,6 +271,7 @@ func (s *Server) iamDeleteAccessKey(c *call) (any, *apiError) {
 		return nil, errNoSuchKey(c.form.Get("AccessKeyId"))
 	}
 	k.deleted = true
+	s.change(k, c.now, authDeleted, true)
 	u.keys = slices.Delete(u.keys, i, i+1)
 	return nil, nil
 }
@@ -288,6 +301,7 @@ func (s *Server) iamListAccessKeys(c *call) (any, *apiError) {
 // {LastUsedDate, ServiceName, Region}; a key never used has ServiceName and
 // Region "N/A" and no LastUsedDate. The reference documents no error for an
 // unknown key: the emulator answers NoSuchEntity, as UpdateAccessKey does.
+// The date is late and rounded down to the minute (see reportedUse).
 func (s *Server) iamGetAccessKeyLastUsed(c *call) (any, *apiError) {
 	if err := c.required("AccessKeyId"); err != nil {
 		return nil, err
@@ -310,8 +324,8 @@ func (s *Server) iamGetAccessKeyLastUsed(c *call) (any, *apiError) {
 		Region       string
 	}
 	lu := lastUsed{ServiceName: "N/A", Region: "N/A"}
-	if !k.LastUsed.IsZero() {
-		lu = lastUsed{isoTime(k.LastUsed), k.LastUsedService, k.LastUsedRegion}
+	if u, ok := k.reportedUse(c.now); ok {
+		lu = lastUsed{isoTime(u.at), u.service, u.region}
 	}
 	return struct {
 		UserName          string

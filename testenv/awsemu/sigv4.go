@@ -143,8 +143,10 @@ func (s *Server) authenticate(c *call, r *http.Request) *apiError {
 	// Reference, UpdateAccessKey/DeleteAccessKey: an Inactive or deleted key
 	// cannot be used for API calls; IAM User Guide, "Changes I make are not
 	// always immediately visible": a new key may not work at once.
+	// IAM User Guide, "Changes that I make are not always immediately
+	// visible": the state authentication sees lags behind (see change).
 	k := s.keys[cr.keyID]
-	if k == nil || k.deleted || k.Status != statusActive || c.now.Before(k.activeAt) {
+	if k == nil || k.authAt(c.now) != authActive {
 		return c.authErr(authUnknownKey, msgBadToken)
 	}
 
@@ -169,7 +171,7 @@ func (s *Server) authenticate(c *call, r *http.Request) *apiError {
 	// IAM API Reference, GetAccessKeyLastUsed: AWS records the date, the
 	// service and the region of the most recent request made with the key.
 	c.user = s.users[k.User]
-	k.LastUsed, k.LastUsedService, k.LastUsedRegion = c.now, cr.service, cr.region
+	s.recordUse(k, c.now, cr.service, cr.region)
 	return nil
 }
 

@@ -29,14 +29,27 @@ type Env struct {
 }
 
 // Start starts an emulator with a manual clock (starting at the current
-// time) and the given consistency delay, and stops it when t ends.
+// time) and stops it when t ends. consistencyDelay bounds how late access
+// key state changes reach authentication: 0 is the emulator's default (as
+// late as AWS, with a seeded random spread), awsemu.Immediate turns the
+// delay off; a test that does so says why. Uses of a key show in
+// GetAccessKeyLastUsed after the emulator's default usage delay.
 func Start(t testing.TB, consistencyDelay time.Duration) *Env {
 	t.Helper()
+	return StartWith(t, awsemu.Options{ConsistencyDelay: consistencyDelay})
+}
+
+// StartWith is Start with more emulator options; Region and Now are set
+// here.
+func StartWith(t testing.TB, opts awsemu.Options) *Env {
+	t.Helper()
 	clock := NewClock(time.Now())
-	s, err := awsemu.Start(awsemu.Options{Region: Region, ConsistencyDelay: consistencyDelay, Now: clock.Now})
+	opts.Region, opts.Now = Region, clock.Now
+	s, err := awsemu.Start(opts)
 	if err != nil {
 		t.Fatalf("starting the AWS emulator: %v", err)
 	}
+	t.Logf("AWS emulator seed %d (%s=%d repeats its delays)", s.Seed(), awsemu.SeedEnv, s.Seed())
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Errorf("closing the AWS emulator: %v", err)
@@ -44,6 +57,14 @@ func Start(t testing.TB, consistencyDelay time.Duration) *Env {
 	})
 	id, sec := s.AdminKey()
 	return &Env{Server: s, Conn: Conn(s, "test", id, sec), Clock: clock}
+}
+
+// Settle advances the emulator's clock until every access key change and
+// every use made so far has taken effect.
+func (e *Env) Settle() {
+	if d := e.Server.SettledAt().Sub(e.Clock.Now()); d > 0 {
+		e.Clock.Advance(d)
+	}
 }
 
 // Conn returns a connection to s that signs with the given key. Retries

@@ -19,7 +19,9 @@ func main() {
 	var opts awsemu.Options
 	flag.StringVar(&opts.AccountID, "account", "123456789012", "AWS account id of every ARN")
 	flag.StringVar(&opts.Region, "region", "us-east-1", "Secrets Manager region")
-	flag.DurationVar(&opts.ConsistencyDelay, "consistency-delay", 0, "delay before a key created with CreateAccessKey authenticates")
+	flag.DurationVar(&opts.ConsistencyDelay, "consistency-delay", 0, "longest delay before an access key state change reaches authentication (0: the default, negative: none)")
+	flag.DurationVar(&opts.UsageDelay, "usage-delay", 0, "longest delay before GetAccessKeyLastUsed shows a use (0: the default, negative: none)")
+	flag.Uint64Var(&opts.Seed, "seed", 0, "seed of the delays' random spread (0: random)")
 	flag.Parse()
 	// Catch the signals before printing, so that whoever reads the output
 	// may stop the server at once.
