@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Step names a stage of the rotation protocol (rotation-protocol.md).
+// Step names a stage of the rotation protocol (docs/protocol.md).
 type Step string
 
 // The steps of a rotation, in order, and the terminal states.

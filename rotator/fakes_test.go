@@ -18,7 +18,7 @@ import (
 // world is an in-process provider, sink and dependent sharing one ledger.
 // It exists to inject what real servers cannot do on demand (a failure at
 // an exact call, a crash between two calls), and it checks the invariants
-// of rotation-protocol.md after every change:
+// of docs/protocol.md after every change:
 //   - the value a sink serves is a key the provider accepts (active);
 //   - the provider never holds more keys than it allows.
 type world struct {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/probes"
 )
 
