@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -171,6 +172,7 @@ type dependent struct {
 type harness struct {
 	w     *world
 	deps  []*dependent
+	seed  uint64
 	rng   *rand.Rand
 	stats *harnessStats
 	// budget is how many faults are left to inject; rate the chance of a
@@ -194,6 +196,7 @@ func newHarness(seed uint64, stats *harnessStats) *harness {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	h := &harness{
 		w:      newWorld(nil),
+		seed:   seed,
 		rng:    rng,
 		stats:  stats,
 		budget: 1 + rng.IntN(6),
@@ -222,12 +225,20 @@ func (h *harness) decide(op string, hasKey bool) faultKind {
 		h.outage[op]--
 		f = faultErrBefore
 		h.budget--
-	case h.budget > 0 && h.rng.Float64() < h.rate:
+	case h.budget > 0:
+		// Each call draws from its own stream, so that a call retried once
+		// more or less (timing) does not shift the faults of other calls.
+		id := fnv.New64a()
+		id.Write([]byte(op))
+		rng := rand.New(rand.NewPCG(h.seed, id.Sum64()^uint64(n)))
+		if rng.Float64() >= h.rate {
+			break
+		}
 		ks := eligible(op, hasKey)
-		f = ks[h.rng.IntN(len(ks))]
+		f = ks[rng.IntN(len(ks))]
 		h.budget--
-		if h.rng.IntN(3) == 0 {
-			h.outage[op] = 1 + h.rng.IntN(3)
+		if rng.IntN(3) == 0 {
+			h.outage[op] = 1 + rng.IntN(3)
 		}
 	}
 	if f != faultNone {
