@@ -24,17 +24,20 @@ const (
 	// EventRevokePending: the rotation is committed and waits (grace
 	// period, old key still in use) before the old key is revoked.
 	EventRevokePending = "revoke_pending"
+	// EventWatchFailed: dependents failed after the old key was revoked
+	// (revoke.watch). Revocation cannot be undone: the loudest alert.
+	EventWatchFailed = "watch_failed"
 	// EventReactivated: dependents failed during soak and the old key
 	// was re-activated: something still uses it.
 	EventReactivated = "reactivated"
 )
 
 // Events lists every event name.
-var Events = []string{EventSuccess, EventFailure, EventRolledBack, EventStuck, EventRevokePending, EventReactivated}
+var Events = []string{EventSuccess, EventFailure, EventRolledBack, EventStuck, EventRevokePending, EventReactivated, EventWatchFailed}
 
 // DefaultEvents are notified when a notify block has no `on` attribute:
 // everything that needs a person's attention.
-var DefaultEvents = []string{EventFailure, EventRolledBack, EventStuck, EventReactivated}
+var DefaultEvents = []string{EventFailure, EventRolledBack, EventStuck, EventReactivated, EventWatchFailed}
 
 // CommonSchema is the part of every notify block that the loader decodes
 // itself (with DecodeFilter) before passing the rest of the body to the

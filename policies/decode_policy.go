@@ -49,7 +49,7 @@ var policySchema = &hcl.BodySchema{
 }
 
 var revokeSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "after"}, {Name: "soak"}, {Name: "wait_unused"}},
+	Attributes: []hcl.AttributeSchema{{Name: "after"}, {Name: "soak"}, {Name: "wait_unused"}, {Name: "watch"}},
 }
 
 // The attributes the loader takes from plugin blocks before the plugin
@@ -63,7 +63,7 @@ var (
 // examples are shown in duration errors.
 var durationExamples = map[string]string{
 	"every": "30d", "jitter": "1h", "max_age": "45d", "step_timeout": "2m",
-	"after": "1h", "soak": "24h", "timeout": "2m", "interval": "1s",
+	"after": "1h", "soak": "24h", "watch": "10m", "timeout": "2m", "interval": "1s",
 }
 
 func (ld *loading) decodePolicies() {
@@ -320,6 +320,11 @@ func (ld *loading) decodeRevoke(p *Policy, b *hcl.Block, f *file, at attrRanges)
 	}
 	if a, ok := content.Attributes["wait_unused"]; ok {
 		ld.diags = append(ld.diags, decodeExpr(a.Expr, f.ctx, &p.Revoke.WaitUnused)...)
+	}
+	if a, ok := content.Attributes["watch"]; ok {
+		if d, ok := ld.duration(a, f.ctx, nonNegative); ok {
+			p.Revoke.Watch = d
+		}
 	}
 }
 

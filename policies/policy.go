@@ -176,4 +176,8 @@ type Revoke struct {
 	// Soak is how long the old key stays deactivated (dependent probes
 	// keep running) before deletion; zero deletes at once.
 	Soak time.Duration
+	// Watch is how long dependent probes keep running after revocation.
+	// Revocation cannot be undone, so a failure then raises the loudest
+	// alert (a watch_failed event, the rekey_policy_alert metric, status).
+	Watch time.Duration
 }

@@ -22,6 +22,7 @@ const (
 	StepDeactivate Step = "deactivate"
 	StepSoak       Step = "soak"
 	StepRevoke     Step = "revoke"
+	StepWatch      Step = "watch"
 	StepDone       Step = "done"
 	StepRollback   Step = "rollback"
 	StepRolledBack Step = "rolled_back"

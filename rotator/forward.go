@@ -72,7 +72,12 @@ func (e *Engine) failStart(ctx context.Context, r *run, cause error) (Outcome, e
 	st, err := e.journal.Update(ctx, r.p.Name, func(st *PolicyState) error {
 		st.Generation = r.rec.Generation
 		st.LastAttempt = r.rec.StartedAt
-		e.recordFailure(st, r.p, cause)
+		if ctx.Err() != nil {
+			// Stopped from outside before anything changed: not a failure.
+			st.LastError = cause.Error()
+		} else {
+			e.recordFailure(st, r.p, cause)
+		}
 		st.finish(r.rec)
 		return nil
 	})
@@ -238,7 +243,7 @@ func (r *run) probe(ctx context.Context, target probes.Target, step Step) (stepR
 			continue
 		}
 		n++
-		if err := runProbe(ctx, pb, r.key); err != nil {
+		if err := runProbe(r.probeContext(ctx, step), pb, r.key); err != nil {
 			return stepResult{}, fmt.Errorf("probe %s (%s): %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), err)
 		}
 	}
@@ -331,6 +336,7 @@ func (r *run) commit(ctx context.Context) (stepResult, error) {
 			st.CurrentKeyID = r.rec.NewKeyID
 			st.CurrentKeyCreated = created
 			st.CurrentKeySeen = seen
+			st.Alert = ""
 			for _, id := range r.rec.OldKeyIDs {
 				if !contains(st.Retired, id) {
 					st.Retired = append(st.Retired, id)

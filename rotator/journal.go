@@ -54,6 +54,9 @@ type PolicyState struct {
 	NotBefore time.Time `json:"not_before,omitzero"`
 	// Stuck stops automatic attempts until an operator rotates by hand.
 	Stuck bool `json:"stuck,omitempty"`
+	// Alert says why dependents failed after an old key was revoked
+	// (revoke.watch); it stays until a later rotation commits.
+	Alert string `json:"alert,omitempty"`
 
 	// Active is the rotation in flight, if any.
 	Active *Record `json:"active,omitempty"`
@@ -84,9 +87,14 @@ type Record struct {
 	Promoted      bool      `json:"promoted,omitempty"`
 	CommittedAt   time.Time `json:"committed_at,omitzero"`
 	DeactivatedAt time.Time `json:"deactivated_at,omitzero"`
+	RevokedAt     time.Time `json:"revoked_at,omitzero"`
 	FinishedAt    time.Time `json:"finished_at,omitzero"`
 	// Result is set when the rotation ends: done, rolled_back or failed.
 	Result string `json:"result,omitempty"`
+	// Interrupted is set when the rotation was stopped from outside (a
+	// crash, SIGTERM, Ctrl-C): its rollback is not a failure of the
+	// rotation and does not count toward max_failures.
+	Interrupted bool `json:"interrupted,omitempty"`
 	Error  string `json:"error,omitempty"`
 }
 

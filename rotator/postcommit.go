@@ -103,7 +103,7 @@ func (r *run) soak(ctx context.Context) (stepResult, error) {
 		if pb.Target != probes.TargetDependent {
 			continue
 		}
-		if err = runProbe(ctx, pb, r.key); err != nil {
+		if err = runProbe(r.probeContext(ctx, StepSoak), pb, r.key); err != nil {
 			err = fmt.Errorf("probe %s (%s) failed during soak: %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), err)
 			break
 		}
@@ -190,28 +190,93 @@ func (r *run) revoke(ctx context.Context) (stepResult, error) {
 			return stepResult{}, err
 		}
 	}
-	now := r.e.now()
-	r.rec.Result = string(OutcomeDone)
-	r.rec.FinishedAt = now
-	r.rec.Error = ""
+	r.rec.RevokedAt = r.e.now()
 	return stepResult{
 		quiet: len(r.rec.OldKeyIDs) == 0,
 		apply: func(st *PolicyState) {
 			for _, id := range r.rec.OldKeyIDs {
 				st.Retired = remove(st.Retired, id)
 			}
-			st.LastSuccess = now
-			st.LastResult = string(OutcomeDone)
-			st.LastError = ""
-			st.Failures = 0
-			st.NotBefore = time.Time{}
-			st.Stuck = false
-			st.finish(r.rec)
-		},
-		then: func(ctx context.Context) {
-			r.emit(ctx, StepDone, ResultOK, now.Sub(r.rec.StartedAt), nil)
 		},
 	}, nil
 }
 
 func describeRevoke(*policies.Policy) []string { return []string{"revoke (delete) the old key"} }
+
+// watch keeps probing dependents for revoke.watch after revocation, and
+// then finishes the rotation. Revocation cannot be undone: a failure here
+// is reported as the loudest alert (a watch_failed event, the policy's
+// alert in status and metrics), and the rotation ends done with it.
+func (r *run) watch(ctx context.Context) (stepResult, error) {
+	now := r.e.now()
+	if r.p.Revoke.Watch <= 0 || len(r.rec.OldKeyIDs) == 0 || r.rec.RevokedAt.IsZero() {
+		return r.finish(now, ""), nil
+	}
+	var err error
+	pctx := r.probeContext(ctx, StepWatch)
+	for _, pb := range r.p.Probes {
+		if pb.Target != probes.TargetDependent {
+			continue
+		}
+		if err = runProbe(pctx, pb, r.key); err != nil {
+			err = fmt.Errorf("probe %s (%s) failed %s after the old key was revoked: %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), now.Sub(r.rec.RevokedAt).Round(time.Second), err)
+			break
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return stepResult{}, ctx.Err()
+		}
+		err = r.clean(err)
+		r.emit(ctx, StepWatch, ResultFailed, 0, err)
+		return r.finish(now, err.Error()), nil
+	}
+	if until := r.rec.RevokedAt.Add(r.p.Revoke.Watch); now.Before(until) {
+		return stepResult{wake: minTime(until, now.Add(r.e.opts.RecheckInterval))}, nil
+	}
+	return r.finish(now, ""), nil
+}
+
+func describeWatch(p *policies.Policy) []string {
+	if p.Revoke.Watch <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("watch %s after revocation with dependent probes (alert on failure)", p.Revoke.Watch)}
+}
+
+// probeContext tells the probes of step where they run and which key is
+// being replaced (plugin.ProbeInfo), for queries about the old key.
+func (r *run) probeContext(ctx context.Context, step Step) context.Context {
+	info := plugin.ProbeInfo{RotationID: r.rec.ID, Phase: string(step)}
+	if len(r.rec.OldKeyIDs) > 0 {
+		info.OldKeyID = r.rec.OldKeyIDs[0]
+	}
+	return plugin.WithProbeInfo(ctx, info)
+}
+
+// finish ends the rotation as done. alert, when not empty, is what
+// dependents showed after revocation; it stays on the policy until a later
+// rotation commits.
+func (r *run) finish(now time.Time, alert string) stepResult {
+	r.rec.Result = string(OutcomeDone)
+	r.rec.FinishedAt = now
+	r.rec.Error = alert
+	return stepResult{
+		quiet: true,
+		apply: func(st *PolicyState) {
+			st.LastSuccess = now
+			st.LastResult = string(OutcomeDone)
+			st.LastError = alert
+			st.Failures = 0
+			st.NotBefore = time.Time{}
+			st.Stuck = false
+			if alert != "" {
+				st.Alert = alert
+			}
+			st.finish(r.rec)
+		},
+		then: func(ctx context.Context) {
+			r.emit(ctx, StepDone, ResultOK, now.Sub(r.rec.StartedAt), nil)
+		},
+	}
+}

@@ -53,6 +53,7 @@ var protocol = []stepDef{
 	{step: StepDeactivate, do: (*run).deactivate, failpoints: true, describe: describeDeactivate},
 	{step: StepSoak, do: (*run).soak, describe: describeSoak},
 	{step: StepRevoke, do: (*run).revoke, failpoints: true, describe: describeRevoke},
+	{step: StepWatch, do: (*run).watch, describe: describeWatch},
 }
 
 // rollbackFailpoints bracket the rollback, which is not a row of the table:
@@ -165,6 +166,9 @@ func (r *run) stepFailed(ctx context.Context, step Step, t0 time.Time, err error
 	}
 	r.emit(ctx, step, ResultFailed, r.e.now().Sub(t0), err)
 	if !r.rec.Committed() {
+		if ctx.Err() != nil {
+			r.rec.Interrupted = true
+		}
 		return r.rollback(ctx, err)
 	}
 	if errors.Is(err, ErrStuck) {

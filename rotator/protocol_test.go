@@ -14,7 +14,7 @@ import (
 // names derived from it: the crash matrices of cmd/rekey and e2e iterate
 // over Failpoints, and the journal holds step names.
 func TestProtocolTableOrder(t *testing.T) {
-	want := []Step{StepCreate, StepStage, StepTest, StepPromote, StepReload, StepVerify, StepCommit, StepDrain, StepDeactivate, StepSoak, StepRevoke}
+	want := []Step{StepCreate, StepStage, StepTest, StepPromote, StepReload, StepVerify, StepCommit, StepDrain, StepDeactivate, StepSoak, StepRevoke, StepWatch}
 	if got := ProtocolSteps(); !slices.Equal(got, want) {
 		t.Fatalf("ProtocolSteps = %v, want %v", got, want)
 	}
@@ -36,7 +36,7 @@ func TestProtocolTableOrder(t *testing.T) {
 			t.Errorf("IsBeforeCommit(%s) = %v", s, got)
 		}
 	}
-	if got := remainingSteps(StepSoak); !slices.Equal(got, []Step{StepSoak, StepRevoke}) {
+	if got := remainingSteps(StepSoak); !slices.Equal(got, []Step{StepSoak, StepRevoke, StepWatch}) {
 		t.Fatalf("remainingSteps(soak) = %v", got)
 	}
 }

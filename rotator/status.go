@@ -28,9 +28,12 @@ type PolicyStatus struct {
 	LastSuccess time.Time `json:"last_success,omitzero"`
 	Failures    int       `json:"failures,omitempty"`
 	Stuck       bool      `json:"stuck"`
-	NextDue     time.Time `json:"next_due,omitzero"`
-	NextReason  string    `json:"next_reason,omitempty"`
-	InFlight    *InFlight `json:"in_flight,omitempty"`
+	// Alert says what dependents showed after an old key was revoked
+	// (revoke.watch); it stays until a later rotation commits.
+	Alert      string    `json:"alert,omitempty"`
+	NextDue    time.Time `json:"next_due,omitzero"`
+	NextReason string    `json:"next_reason,omitempty"`
+	InFlight   *InFlight `json:"in_flight,omitempty"`
 }
 
 // InFlight describes a rotation that has not finished.
@@ -57,7 +60,7 @@ func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
 	for _, st := range states {
 		ps := PolicyStatus{
 			Policy: st.Policy, Generation: st.Generation, LastResult: st.LastResult, LastError: st.LastError,
-			LastSuccess: st.LastSuccess, Failures: st.Failures, Stuck: st.Stuck,
+			LastSuccess: st.LastSuccess, Failures: st.Failures, Stuck: st.Stuck, Alert: st.Alert,
 		}
 		if st.CurrentKeyID != "" {
 			ps.CurrentKey = secret.Mask(st.CurrentKeyID)

@@ -58,6 +58,9 @@ type PolicyState struct {
 	// Stuck is true when the failure budget is spent and the policy waits
 	// for an operator.
 	Stuck bool
+	// Alert is true when dependents failed after the old key was revoked
+	// (revoke.watch).
+	Alert bool
 }
 
 // Metrics holds rekey's collectors and their registry. The zero value is
@@ -70,6 +73,7 @@ type Metrics struct {
 	next          *prometheus.GaugeVec
 	keyMaxAge     *prometheus.GaugeVec
 	stuck         *prometheus.GaugeVec
+	alert         *prometheus.GaugeVec
 	rotations     *prometheus.CounterVec
 	stepDuration  *prometheus.HistogramVec
 	reloadOK      prometheus.Gauge
@@ -108,6 +112,10 @@ func New(version string) *Metrics {
 			Name: "rekey_policy_stuck",
 			Help: "1 if the policy spent its failure budget and waits for an operator (rekey rotate), else 0.",
 		}, []string{"policy"}),
+		alert: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rekey_policy_alert",
+			Help: "1 if dependents failed after the policy's old key was revoked (revoke.watch; revocation cannot be undone), until a later rotation commits; else 0.",
+		}, []string{"policy"}),
 		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rekey_rotations_total",
 			Help: "Rotations that ended, by policy and result (success, failed, rolled_back, reactivated).",
@@ -138,7 +146,7 @@ func New(version string) *Metrics {
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(
-		m.lastSuccess, m.next, m.keyMaxAge, m.stuck, m.rotations, m.stepDuration,
+		m.lastSuccess, m.next, m.keyMaxAge, m.stuck, m.alert, m.rotations, m.stepDuration,
 		m.reloadOK, m.reloadTime, m.buildInfo, m.notifyFailed, keyAgeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -179,6 +187,12 @@ func (m *Metrics) Observe(_ context.Context, e rotator.Event) {
 	if e.Result == rotator.ResultStuck {
 		m.stuck.WithLabelValues(e.Policy).Set(1)
 	}
+	switch {
+	case e.Step == rotator.StepWatch && e.Result == rotator.ResultFailed:
+		m.alert.WithLabelValues(e.Policy).Set(1)
+	case e.Step == rotator.StepCommit && e.Result == rotator.ResultOK:
+		m.alert.WithLabelValues(e.Policy).Set(0)
+	}
 }
 
 func (m *Metrics) kind(policy string) string {
@@ -208,6 +222,11 @@ func (m *Metrics) SetPolicyState(policy string, s PolicyState) {
 	} else {
 		m.stuck.WithLabelValues(policy).Set(0)
 	}
+	if s.Alert {
+		m.alert.WithLabelValues(policy).Set(1)
+	} else {
+		m.alert.WithLabelValues(policy).Set(0)
+	}
 	for _, r := range Results {
 		m.rotations.WithLabelValues(policy, r)
 	}
@@ -223,7 +242,7 @@ func (m *Metrics) SetPolicyState(policy string, s PolicyState) {
 
 // RemovePolicy drops every series of a policy that a reload removed.
 func (m *Metrics) RemovePolicy(policy string) {
-	for _, v := range []*prometheus.GaugeVec{m.next, m.lastSuccess, m.keyMaxAge, m.stuck} {
+	for _, v := range []*prometheus.GaugeVec{m.next, m.lastSuccess, m.keyMaxAge, m.stuck, m.alert} {
 		v.DeleteLabelValues(policy)
 	}
 	m.rotations.DeletePartialMatch(prometheus.Labels{"policy": policy})

@@ -146,6 +146,8 @@ func (d *Dispatcher) Start(ctx context.Context) {
 // progress).
 func EventName(e rotator.Event) (name string, ok bool) {
 	switch {
+	case e.Step == rotator.StepWatch && e.Result == rotator.ResultFailed:
+		return notifiers.EventWatchFailed, true
 	case e.Result == rotator.ResultStuck:
 		return notifiers.EventStuck, true
 	case e.Result == rotator.ResultReactivated:

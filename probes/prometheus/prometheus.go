@@ -117,8 +117,10 @@ type Probe struct {
 }
 
 // keyState is what the probe remembers about the measurements of one new
-// key: when it first ran, the baseline, and the current runs of failed
-// and inconclusive results.
+// key in one phase of the rotation (verify, soak, watch): when it first
+// ran, the baseline, and the current runs of failed and inconclusive
+// results. Each phase follows a change (promote, deactivate, revoke)
+// whose effect needs the initial delay to show in the metrics.
 type keyState struct {
 	first         time.Time
 	baseline      *float64
@@ -269,7 +271,11 @@ func (p *Probe) Check(ctx context.Context, key plugin.Key) error {
 	if err != nil {
 		return plugin.Permanent(fmt.Errorf("prometheus %s: %w", p.address, err))
 	}
-	st := p.stateFor(key.ID)
+	phase := ""
+	if info, ok := plugin.ProbeInfoFrom(ctx); ok {
+		phase = info.Phase
+	}
+	st := p.stateFor(key.ID + "/" + phase)
 	query, err := p.render(ctx, key)
 	if err != nil {
 		return plugin.Permanent(err)
@@ -349,8 +355,8 @@ func (p *Probe) inconclusive(st *keyState, err error) error {
 	return err
 }
 
-// stateFor returns the state of key id, forgetting other keys: the probe
-// measures one new key at a time.
+// stateFor returns the state of one key and phase, forgetting the others:
+// the probe measures one new key in one phase at a time.
 func (p *Probe) stateFor(id string) *keyState {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -246,7 +246,7 @@ initial_delay = "1ms"`)
 		if err := check(t, p, "k5"); err != nil {
 			t.Fatalf("%v", err)
 		}
-		if st := p.stateFor("k5"); st.baseline == nil || *st.baseline != 0 {
+		if st := p.stateFor("k5/"); st.baseline == nil || *st.baseline != 0 {
 			t.Fatalf("baseline %v, want 0", st.baseline)
 		}
 	})
