@@ -44,8 +44,12 @@ type faultKind int
 
 const (
 	faultNone faultKind = iota
-	// faultErrBefore: the call fails and has no effect.
+	// faultErrBefore: the call fails and has no effect, but does not say
+	// so: the engine must treat it as unknown.
 	faultErrBefore
+	// faultNoEffect: the call fails, has no effect and says so
+	// (plugin.NoEffect), which the engine may trust.
+	faultNoEffect
 	// faultErrAfter: the call takes effect, then reports an error (a lost
 	// acknowledgement, a command that exits 1 after doing its work).
 	faultErrAfter
@@ -69,7 +73,7 @@ const (
 	numFaultKinds
 )
 
-var faultNames = [numFaultKinds]string{"none", "error_before_effect", "effect_then_error", "effect_then_error_quoting_secret",
+var faultNames = [numFaultKinds]string{"none", "error_before_effect", "error_marked_no_effect", "effect_then_error", "effect_then_error_quoting_secret",
 	"effect_then_hang", "partial_reload", "crash_before_effect", "crash_after_effect", "crash_at_failpoint"}
 
 func (f faultKind) String() string { return faultNames[f] }
@@ -97,11 +101,11 @@ const (
 func eligible(op string, hasKey bool) []faultKind {
 	switch op {
 	case opList, opCurrent, opLastUsed, opProbeDep:
-		return []faultKind{faultErrBefore, faultHangAfter, faultCrashBefore}
+		return []faultKind{faultErrBefore, faultNoEffect, faultHangAfter, faultCrashBefore}
 	case opProbeKey:
-		return []faultKind{faultErrBefore, faultLeakyErr, faultHangAfter, faultCrashBefore}
+		return []faultKind{faultErrBefore, faultNoEffect, faultLeakyErr, faultHangAfter, faultCrashBefore}
 	}
-	ks := []faultKind{faultErrBefore, faultErrAfter, faultHangAfter, faultCrashBefore, faultCrashAfter}
+	ks := []faultKind{faultErrBefore, faultNoEffect, faultErrAfter, faultHangAfter, faultCrashBefore, faultCrashAfter}
 	if hasKey {
 		ks = append(ks, faultLeakyErr)
 	}
@@ -309,6 +313,8 @@ func apply[T any](h *harness, ctx context.Context, op string, f faultKind, leak 
 	switch f {
 	case faultErrBefore:
 		return zero, fmt.Errorf("%s: injected failure before any effect (connection refused)", op)
+	case faultNoEffect:
+		return zero, plugin.NoEffect(fmt.Errorf("%s: injected failure, refused before anything was sent", op))
 	case faultCrashBefore:
 		panic(crashSignal{op + " (before its effect)"})
 	}
