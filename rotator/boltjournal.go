@@ -123,11 +123,17 @@ func OpenBoltJournal(dir string, evidence ...string) (*BoltJournal, error) {
 }
 
 // createJournal makes a new journal under a temporary name, gives it an
-// id, and moves it in place, then writes the marker: a crash leaves
-// either no journal or a complete one.
+// id, and links it in place, then writes the marker: a crash leaves
+// either no journal or a complete one, and of two processes creating one
+// at the same time, one wins and the other opens the winner's.
 func createJournal(dir string) error {
-	tmp := filepath.Join(dir, JournalFile+".new")
-	_ = os.Remove(tmp)
+	f, err := os.CreateTemp(dir, JournalFile+".new-*")
+	if err != nil {
+		return fmt.Errorf("creating journal: %w", err)
+	}
+	tmp := f.Name()
+	f.Close()
+	defer os.Remove(tmp)
 	db, err := openBolt(tmp)
 	if err != nil {
 		return err
@@ -147,10 +153,12 @@ func createJournal(dir string) error {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
 		return fmt.Errorf("creating journal: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, JournalFile)); err != nil {
+	if err := os.Link(tmp, filepath.Join(dir, JournalFile)); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil
+		}
 		return fmt.Errorf("creating journal: %w", err)
 	}
 	return writeMarker(dir, id)
@@ -179,11 +187,23 @@ func readMarker(dir string) (*markerFile, error) {
 
 func writeMarker(dir, id string) error {
 	b, _ := json.Marshal(markerFile{JournalID: id, Created: time.Now().UTC()})
-	tmp := filepath.Join(dir, JournalMarker+".new")
-	if err := writeSynced(tmp, append(b, '\n')); err != nil {
+	f, err := os.CreateTemp(dir, JournalMarker+".new-*")
+	if err != nil {
 		return fmt.Errorf("writing journal marker: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, JournalMarker)); err != nil {
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	_, err = f.Write(append(b, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, JournalMarker))
+	}
+	if err != nil {
 		return fmt.Errorf("writing journal marker: %w", err)
 	}
 	if d, err := os.Open(dir); err == nil {
@@ -191,22 +211,6 @@ func writeMarker(dir, id string) error {
 		d.Close()
 	}
 	return nil
-}
-
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // openBolt opens a bbolt file, turning a panic or fault on a corrupt file

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/rotator"
+)
+
+// ledgerConn is a connection kind registered by this test binary (and so
+// by the daemon it spawns) that keeps a ledger in files, across
+// processes: a file running-N while its background loop runs, closed-N
+// once closed. Its loop logs through the logger in its context.
+type ledgerConn struct {
+	dir string
+	n   int64
+}
+
+var ledgerSeq atomic.Int64
+
+func (c *ledgerConn) Start(ctx context.Context) error {
+	f := filepath.Join(c.dir, fmt.Sprintf("running-%d-%d", os.Getpid(), c.n))
+	_ = os.WriteFile(f, nil, 0o600)
+	zerolog.Ctx(ctx).Info().Int64("n", c.n).Msg("rekeytest connection renewing")
+	<-ctx.Done()
+	_ = os.Remove(f)
+	return ctx.Err()
+}
+
+func (c *ledgerConn) Close() error {
+	return os.WriteFile(filepath.Join(c.dir, fmt.Sprintf("closed-%d-%d", os.Getpid(), c.n)), nil, 0o600)
+}
+
+func init() {
+	plugin.ConnectionKinds.Register("rekeytest", func(env *plugin.Env, name string, body hcl.Body) (any, hcl.Diagnostics) {
+		var cfg struct{}
+		if d := env.Decode(body, &cfg); d.HasErrors() {
+			return nil, d
+		}
+		dir := os.Getenv("REKEY_TEST_LEDGER")
+		if dir == "" {
+			return struct{}{}, nil
+		}
+		return &ledgerConn{dir: dir, n: ledgerSeq.Add(1)}, nil
+	})
+}
+
+func countFiles(t *testing.T, dir, prefix string) int {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, prefix+"*"))
+	return len(m)
+}
+
+// TestSIGHUPClosesTheReplacedConnections runs the daemon binary: after
+// each SIGHUP exactly one connection set runs and the replaced ones are
+// closed (today's daemon kept every set running until exit), and the
+// connections' logs reach the daemon's log.
+func TestSIGHUPClosesTheReplacedConnections(t *testing.T) {
+	q := newQuickstart(t, "")
+	cfg, _ := os.ReadFile(q.path("rekey.hcl"))
+	os.WriteFile(q.path("rekey.hcl"), append([]byte("rekeytest \"main\" {}\n"), cfg...), 0o644)
+	q.seed()
+	ledger := t.TempDir()
+	d := q.startDaemon("REKEY_TEST_LEDGER=" + ledger)
+	q.waitSettled(d)
+	for i := 1; i <= 3; i++ {
+		d.cmd.Process.Signal(syscall.SIGHUP)
+		deadline := time.Now().Add(30 * time.Second)
+		for countFiles(t, ledger, "closed-") < i || countFiles(t, ledger, "running-") != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("after SIGHUP %d: %d running, %d closed\n%s", i, countFiles(t, ledger, "running-"), countFiles(t, ledger, "closed-"), d.logs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !strings.Contains(d.logs.String(), "rekeytest connection renewing") {
+		t.Errorf("the connection's log did not reach the daemon's log:\n%s", d.logs)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("exit: %v\n%s", err, d.logs)
+	}
+	if r, c := countFiles(t, ledger, "running-"), countFiles(t, ledger, "closed-"); r != 0 || c != 4 {
+		t.Fatalf("after exit: %d running, %d closed", r, c)
+	}
+}
+
+// TestLostOrCorruptJournalRefusesToRun: a zero-length journal, a deleted
+// one and one with corrupt pages make `rekey run` and `rekey status` exit
+// 3 with a message that says what happened and what to do, never a panic.
+func TestLostOrCorruptJournalRefusesToRun(t *testing.T) {
+	q := newQuickstart(t, "")
+	q.seed()
+	if out, code := q.rekey("rotate", "-wait", "-config", q.dir, "quickstart"); code != 0 {
+		t.Fatalf("rotate: %d\n%s", code, out)
+	}
+	state := q.path("state/rekey")
+	journal := filepath.Join(state, rotator.JournalFile)
+	good, err := os.ReadFile(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corrupt := append([]byte(nil), good...)
+	for i := 2 * 4096; i < len(corrupt); i++ {
+		corrupt[i] = byte(i*7 + 3)
+	}
+	for name, c := range map[string]struct {
+		apply func()
+		say   string
+	}{
+		"zero length":  {func() { os.WriteFile(journal, nil, 0o600) }, "empty (zero length)"},
+		"deleted":      {func() { os.Remove(journal) }, "is missing, but"},
+		"corrupt page": {func() { os.WriteFile(journal, corrupt, 0o600) }, "corrupt"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c.apply()
+			defer os.WriteFile(journal, good, 0o600)
+			for _, args := range [][]string{{"run", "-config", q.dir}, {"status", "-config", q.dir}} {
+				out, code := q.rekey(args...)
+				if code != ExitRuntime || !strings.Contains(out, c.say) || !strings.Contains(out, "rekey journal recover") ||
+					strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+					t.Errorf("rekey %s with the journal %s: exit %d\n%s", args[0], name, code, out)
+				}
+			}
+			if _, err := os.Stat(journal); name == "deleted" && err == nil {
+				t.Error("a start recreated the deleted journal")
+			}
+		})
+	}
+}
+
+// TestRotateWithoutDaemonWritesTheAuditLog: `rekey rotate` without a
+// daemon creates, deactivates and deletes keys: it writes the same audit
+// log as the daemon.
+func TestRotateWithoutDaemonWritesTheAuditLog(t *testing.T) {
+	q := newQuickstart(t, "")
+	q.seed()
+	if out, code := q.rekey("rotate", "-wait", "-config", q.dir, "quickstart"); code != 0 {
+		t.Fatalf("rotate: %d\n%s", code, out)
+	}
+	raw, err := os.ReadFile(q.path("state/rekey/" + AuditFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoCanary(t, "the audit log", raw)
+	for _, want := range []string{`"step":"create"`, `"step":"commit"`, `"step":"deactivate"`, `"step":"revoke"`, `"step":"done"`, `"manual":true`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("the audit log of rekey rotate lacks %s:\n%s", want, raw)
+		}
+	}
+}
