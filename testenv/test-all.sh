@@ -17,6 +17,7 @@
 #     installed by testenv/expressgw/install.sh and cached outside the checkout
 #   - prometheus (the prometheus probe's tests scrape a real test
 #     application); etcd-server (serves the kube-apiserver)
+#   - zsh and fish (the shell completion scripts run in real shells)
 #   - staticcheck and govulncheck, run from the Go module proxy at pinned
 #     versions; govulncheck reads an offline copy of the Go vulnerability
 #     database built by testenv/vulndb/build.sh from golang.org/x/vulndb
@@ -47,6 +48,8 @@ compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgres
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v npm >/dev/null || missing+=(nodejs npm)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
 if [ ${#missing[@]} -gt 0 ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -44,9 +45,24 @@ type command struct {
 // app holds one invocation's streams.
 type app struct {
 	stdout, stderr io.Writer
+	// introspect, when set, receives every flag set a command defines; the
+	// completion uses it to learn a command's flags without running it.
+	introspect func(*flag.FlagSet)
 }
 
 var commands []command
+
+// positionalKinds says what a command's positional arguments are, for
+// completion: policy names, paths, service actions or shells.
+var positionalKinds = map[string]string{
+	"rotate":     "policy",
+	"plan":       "policy",
+	"validate":   "path",
+	"fmt":        "path",
+	"service":    "action",
+	"completion": "shell",
+	"help":       "command",
+}
 
 func init() {
 	commands = []command{
@@ -54,9 +70,10 @@ func init() {
 		{"rotate", "[-config PATH] [-wait] [-dry-run] (-all | NAME...)", "rotate policies now, whether due or not", (*app).cmdRotate},
 		{"plan", "[-config PATH] [-json] [NAME...]", "show what is due, why, and the steps a rotation would take", (*app).cmdPlan},
 		{"status", "[-config PATH] [-json]", "show each policy's key, age, last result, next due and rotation in flight", (*app).cmdStatus},
-		{"validate", "[-json] [PATH]", "check policy files; exit 0 when valid, 1 when not", (*app).cmdValidate},
-		{"fmt", "[-check] [-write] [PATH]", "rewrite policy files in canonical layout", (*app).cmdFmt},
-		{"service", "install|uninstall|start|stop|restart|status [-config PATH]", "manage rekey as a system service (systemd, Windows, launchd)", (*app).cmdService},
+		{"validate", "[-json] [-config PATH] [PATH...]", "check policy files; exit 0 when valid, 1 when not", (*app).cmdValidate},
+		{"fmt", "[-check | -write] [-config PATH] [PATH...]", "rewrite policy files in canonical layout", (*app).cmdFmt},
+		{"service", "install|uninstall|start|stop|restart|status [-config PATH] [-force]", "manage rekey as a system service (systemd, Windows, launchd)", (*app).cmdService},
+		{"completion", "bash|zsh|fish", "print a shell completion script (commands, flags, policy names)", (*app).cmdCompletion},
 		{"version", "", "print the version", (*app).cmdVersion},
 	}
 }
@@ -64,51 +81,156 @@ func init() {
 // Run runs the rekey command line and returns the process exit code.
 func Run(args []string, stdout, stderr io.Writer) int {
 	a := &app{stdout: stdout, stderr: stderr}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
+		a.usage(stderr)
+		return ExitConfig
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
 		a.usage(stdout)
-		if len(args) == 0 {
-			return ExitConfig
-		}
 		return ExitOK
+	case "help":
+		return a.cmdHelp(args[1:])
+	case "-v", "-version", "--version":
+		return a.cmdVersion(nil)
+	case completeCommand:
+		return a.cmdComplete(args[1:])
 	}
-	for _, c := range commands {
-		if c.name == args[0] {
-			return c.run(a, args[1:])
-		}
+	if c, ok := lookupCommand(args[0]); ok {
+		return c.run(a, args[1:])
 	}
-	fmt.Fprintf(stderr, "rekey: unknown command %q\n\n", args[0])
+	fmt.Fprintf(stderr, "rekey: unknown command %q%s\n\n", args[0], suggestCommand(args[0]))
 	a.usage(stderr)
 	return ExitConfig
 }
 
-func (a *app) usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: rekey COMMAND [options]\n\nCommands:\n")
+func lookupCommand(name string) (command, bool) {
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n            %s\n", c.name, c.args, c.summary)
+		if c.name == name {
+			return c, true
+		}
 	}
+	return command{}, false
+}
+
+func suggestCommand(name string) string {
+	best, dist := "", 3
+	for _, c := range commands {
+		if d := levenshtein.Distance(name, c.name, nil); d < dist {
+			best, dist = c.name, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func (a *app) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: rekey COMMAND [options] [arguments]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-10s %s\n             %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintf(w, `  help       [COMMAND]
+             show this text, or a command's options and arguments
+
+Options may come before or after the arguments: rekey validate PATH -json.
+"rekey help COMMAND" or "rekey COMMAND -h" shows a command's options;
+rekey --version (or -v) prints the version.
+`)
 	fmt.Fprintf(w, "\nThe configuration path defaults to $REKEY_CONFIG, then %s.\n", DefaultConfig)
 	fmt.Fprintf(w, "Exit codes: 0 ok, 1 configuration or usage error, 2 a rotation failed or was rolled back, 3 could not run.\n")
 }
 
+// cmdHelp prints the overview, or one command's usage.
+func (a *app) cmdHelp(args []string) int {
+	if len(args) == 0 {
+		a.usage(a.stdout)
+		return ExitOK
+	}
+	c, ok := lookupCommand(args[0])
+	if !ok {
+		fmt.Fprintf(a.stderr, "rekey help: unknown command %q%s\n", args[0], suggestCommand(args[0]))
+		return ExitConfig
+	}
+	if c.name == "service" && len(args) > 1 {
+		return c.run(a, []string{args[1], "-h"})
+	}
+	return c.run(a, []string{"-h"})
+}
+
+// flags returns the flag set of the command name. Its Usage prints the
+// command's synopsis, summary and options on standard output.
 func (a *app) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("rekey "+name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
+	fs.Usage = func() { a.commandUsage(a.stdout, name, fs) }
+	if a.introspect != nil {
+		a.introspect(fs)
+	}
 	return fs
 }
 
-func configFlag(fs *flag.FlagSet) *string {
-	def := os.Getenv("REKEY_CONFIG")
-	if def == "" {
-		def = DefaultConfig
+// commandUsage prints one command's synopsis, summary and options.
+func (a *app) commandUsage(w io.Writer, name string, fs *flag.FlagSet) {
+	c, _ := lookupCommand(name)
+	fmt.Fprintf(w, "Usage: rekey %s %s\n\n%s.\n", name, c.args, c.summary)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintf(w, "\nOptions (before or after the arguments; -NAME or --NAME):\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(a.stderr)
 	}
-	return fs.String("config", def, "configuration file or directory")
+	if strings.Contains(c.args, "-config") {
+		fmt.Fprintf(w, "\nThe configuration path defaults to $REKEY_CONFIG, then %s.\n", DefaultConfig)
+	}
 }
 
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", defaultConfig(), "configuration file or directory")
+}
+
+// defaultConfig is $REKEY_CONFIG, or DefaultConfig when it is not set.
+func defaultConfig() string {
+	if p := os.Getenv("REKEY_CONFIG"); p != "" {
+		return p
+	}
+	return DefaultConfig
+}
+
+// parse parses flags and positional arguments in any order: flags may
+// follow the arguments (rekey validate PATH -json), and "--" ends the flags.
+// Afterwards fs.Args() holds the positional arguments. -h prints the
+// command's usage on standard output (exit 0); a bad flag prints the error
+// and a pointer to the usage on standard error (exit 1).
 func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return false, ExitOK
+	usage := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = usage }()
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				usage()
+				return false, ExitOK
+			}
+			fmt.Fprintf(fs.Output(), "Run '%s -h' for usage.\n", fs.Name())
+			return false, ExitConfig
 		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	if err := fs.Parse(append([]string{"--"}, positional...)); err != nil {
 		return false, ExitConfig
 	}
 	return true, 0
@@ -123,7 +245,7 @@ func (a *app) loadConfig(path string) (*policies.Config, *policies.Loader) {
 		_ = policies.WriteDiagnostics(a.stderr, ld.Files(), diags, isTerminal(a.stderr))
 	}
 	if diags.HasErrors() || cfg == nil {
-		fmt.Fprintf(a.stderr, "rekey: %s: %s\n", path, countErrors(diags))
+		fmt.Fprintf(a.stderr, "rekey: %s: %s.%s\n", path, countErrors(diags), missingConfigHint(path))
 		return nil, ld
 	}
 	return cfg, ld
@@ -169,6 +291,10 @@ func newLogger(w io.Writer, s policies.LogSettings) zerolog.Logger {
 }
 
 func (a *app) cmdVersion(args []string) int {
+	fs := a.flags("version")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
 	fmt.Fprintf(a.stdout, "rekey %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return ExitOK
 }

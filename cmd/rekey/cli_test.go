@@ -63,7 +63,7 @@ func TestValidateGolden(t *testing.T) {
 	}
 	golden(t, "validate-bad-json", out)
 	out, _, code = run(t, "validate", filepath.Join("..", "..", "examples", "quickstart"))
-	if code != ExitOK || !strings.Contains(out, "Valid: 1 policies") {
+	if code != ExitOK || !strings.Contains(out, "Valid: 1 policy in") {
 		t.Fatalf("validate quickstart: %d %s", code, out)
 	}
 }

@@ -1,18 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/internal/control"
@@ -23,74 +27,122 @@ import (
 
 func (a *app) cmdValidate(args []string) int {
 	fs := a.flags("validate")
-	asJSON := fs.Bool("json", false, "print diagnostics as JSON (the shape of terraform validate -json)")
+	asJSON := fs.Bool("json", false, "print diagnostics as one JSON document (the shape of terraform validate -json)")
+	cfgPath := configFlag(fs)
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	path := fs.Arg(0)
-	if path == "" {
-		path = os.Getenv("REKEY_CONFIG")
-		if path == "" {
-			path = DefaultConfig
+	paths := fs.Args()
+	if len(paths) == 0 {
+		paths = []string{*cfgPath}
+	}
+	// Each path is its own configuration: load them one by one.
+	var all hcl.Diagnostics
+	files := map[string]*hcl.File{}
+	var text bytes.Buffer
+	for _, path := range paths {
+		ld := policies.NewLoader()
+		cfg, diags := ld.Load(path)
+		if cfg != nil {
+			cfg.Connections.Close()
+		}
+		all = append(all, diags...)
+		maps.Copy(files, ld.Files())
+		if len(diags) > 0 {
+			_ = policies.WriteDiagnostics(&text, ld.Files(), diags, isTerminal(a.stdout))
+		}
+		switch {
+		case !diags.HasErrors():
+			n := 0
+			if cfg != nil {
+				n = len(cfg.Policies)
+			}
+			fmt.Fprintf(&text, "Valid: %s in %s.\n", plural(n, "policy", "policies"), path)
+		case len(paths) == 1:
+			fmt.Fprintf(&text, "Invalid: %s.%s\n", countErrors(diags), missingConfigHint(path))
+		default:
+			fmt.Fprintf(&text, "Invalid: %s: %s.%s\n", path, countErrors(diags), missingConfigHint(path))
 		}
 	}
-	ld := policies.NewLoader()
-	cfg, diags := ld.Load(path)
-	if cfg != nil {
-		defer cfg.Connections.Close()
-	}
 	if *asJSON {
-		b, err := policies.DiagnosticsJSON(ld.Files(), diags)
+		b, err := policies.DiagnosticsJSON(files, all)
 		if err != nil {
 			fmt.Fprintf(a.stderr, "rekey validate: %v\n", err)
 			return ExitRuntime
 		}
 		fmt.Fprintln(a.stdout, string(b))
 	} else {
-		if len(diags) > 0 {
-			_ = policies.WriteDiagnostics(a.stdout, ld.Files(), diags, isTerminal(a.stdout))
-		}
-		if !diags.HasErrors() {
-			n := 0
-			if cfg != nil {
-				n = len(cfg.Policies)
-			}
-			fmt.Fprintf(a.stdout, "Valid: %d policies in %s.\n", n, path)
-		} else {
-			fmt.Fprintf(a.stdout, "Invalid: %s.\n", countErrors(diags))
-		}
+		_, _ = a.stdout.Write(text.Bytes())
 	}
-	if diags.HasErrors() {
+	if all.HasErrors() {
 		return ExitConfig
 	}
 	return ExitOK
 }
 
+// plural returns "1 policy" or "N policies".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// missingConfigHint says how to name the configuration when path does not
+// exist.
+func missingConfigHint(path string) string {
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		return ""
+	}
+	return fmt.Sprintf(" There is no %s: name the configuration with -config PATH (or an argument where the command takes paths), or set REKEY_CONFIG=PATH; without either, rekey reads %s.", path, DefaultConfig)
+}
+
 func (a *app) cmdFmt(args []string) int {
 	fs := a.flags("fmt")
 	check := fs.Bool("check", false, "list files whose layout differs and exit 1; change nothing")
-	write := fs.Bool("write", false, "rewrite files in place")
+	write := fs.Bool("write", false, "rewrite files in place and list them")
+	cfgPath := configFlag(fs)
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	path := fs.Arg(0)
-	if path == "" {
-		path = "."
-	}
-	res, err := policies.FormatPath(path, *check, *write, a.stdout)
-	if res != nil && len(res.Diagnostics) > 0 {
-		_ = policies.WriteDiagnostics(a.stderr, res.Files, res.Diagnostics, isTerminal(a.stderr))
-	}
-	switch {
-	case err != nil:
-		fmt.Fprintf(a.stderr, "rekey fmt: %v\n", err)
-		return ExitRuntime
-	case res.Diagnostics.HasErrors():
-		return ExitConfig
-	case *check && !*write && len(res.Changed) > 0:
+	if *check && *write {
+		fmt.Fprintln(a.stderr, "rekey fmt: -check and -write exclude each other: -check changes nothing and fails when a file needs formatting, -write rewrites; run -write, then -check")
 		return ExitConfig
 	}
-	return ExitOK
+	paths := fs.Args()
+	if len(paths) == 0 {
+		paths = []string{*cfgPath}
+	}
+	code := ExitOK
+	for _, path := range paths {
+		if _, err := os.Stat(path); err != nil {
+			fmt.Fprintf(a.stderr, "rekey fmt: %v.%s\n", cause(err), missingConfigHint(path))
+			code = max(code, ExitConfig)
+			continue
+		}
+		res, err := policies.FormatPath(path, *check, *write, a.stdout)
+		if res != nil && len(res.Diagnostics) > 0 {
+			_ = policies.WriteDiagnostics(a.stderr, res.Files, res.Diagnostics, isTerminal(a.stderr))
+		}
+		switch {
+		case err != nil:
+			fmt.Fprintf(a.stderr, "rekey fmt: %v\n", err)
+			code = max(code, ExitConfig)
+		case res.Diagnostics.HasErrors():
+			code = max(code, ExitConfig)
+		case *check && len(res.Changed) > 0:
+			code = max(code, ExitConfig)
+		}
+	}
+	return code
+}
+
+// cause returns a path error as "PATH: reason" without the operation.
+func cause(err error) error {
+	if pe, ok := errors.AsType[*os.PathError](err); ok {
+		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
+	}
+	return err
 }
 
 // local is an engine run inside this process, holding the journal lock.
@@ -161,6 +213,11 @@ func (a *app) cmdStatus(args []string) int {
 		return a.printJSON(st)
 	}
 	writeStatus(a.stdout, st, time.Now())
+	for _, s := range st {
+		if s.Stuck {
+			fmt.Fprintf(a.stdout, "\n%s is stuck: fix the cause, then release it with: rekey rotate -config %s %s\n", s.Policy, *cfgPath, s.Policy)
+		}
+	}
 	return ExitOK
 }
 
@@ -190,7 +247,7 @@ func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 		if s.Stuck {
 			last += " (STUCK)"
 		} else if s.Failures > 0 {
-			last += fmt.Sprintf(" (%d failures)", s.Failures)
+			last += " (" + plural(s.Failures, "failure", "failures") + ")"
 		}
 		next := "-"
 		if !s.NextDue.IsZero() {
@@ -336,9 +393,11 @@ func (a *app) cmdRotate(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	printer := &stepPrinter{w: a.stdout}
+	printer := newStepPrinter(a.stdout, names)
 	var outcomes []control.Outcome
-	log := newLogger(a.stderr, cfg.Log).Level(zerolog.WarnLevel)
+	// The step lines show every step and its error; the engine's log adds
+	// only what is worse than a failed step.
+	log := newLogger(a.stderr, cfg.Log).Level(zerolog.ErrorLevel)
 	c, l, err := a.connect(cfg, log, false)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "rekey rotate: %v\n", err)
@@ -353,9 +412,12 @@ func (a *app) cmdRotate(args []string) int {
 				outcomes = append(outcomes, *m.Outcome)
 			}
 		})
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return a.interrupted(printer, names, true)
+		case err != nil:
 			fmt.Fprintf(a.stderr, "rekey rotate: %v\n", err)
-			if errors.Is(err, rotator.ErrUnknownPolicy) {
+			if strings.Contains(err.Error(), "no such policy") {
 				return ExitConfig
 			}
 			return ExitRuntime
@@ -370,44 +432,123 @@ func (a *app) cmdRotate(args []string) int {
 			}
 		}
 		for _, n := range names {
+			if ctx.Err() != nil {
+				break
+			}
 			o, err := l.engine.Rotate(ctx, n, rotator.RotateOptions{UntilDone: *wait})
 			outcomes = append(outcomes, control.FromOutcome(o, err))
+		}
+		if ctx.Err() != nil {
+			return a.interrupted(printer, names, false)
 		}
 	}
 	code := ExitOK
 	for _, o := range outcomes {
 		switch o.Result {
-		case rotator.OutcomeDone:
+		case "done":
 			fmt.Fprintf(a.stdout, "%s: done\n", o.Policy)
-		case rotator.OutcomeCommitted:
+		case "committed":
 			fmt.Fprintf(a.stdout, "%s: committed; the old key is revoked by the daemon after the revoke rules (step %s, next check %s)\n", o.Policy, o.Step, o.Next)
-			if err := o.Err(); err != nil && !errors.Is(err, context.Canceled) {
+			if o.Error != "" && !strings.Contains(o.Error, "context canceled") && !printer.shownError(o.Policy, o.Error) {
 				fmt.Fprintf(a.stdout, "  %s\n", o.Error)
 			}
 		default:
-			fmt.Fprintf(a.stdout, "%s: %s: %s\n", o.Policy, o.Result, o.Error)
+			line := fmt.Sprintf("%s: %s", o.Policy, o.Result)
+			if o.Error != "" && !printer.shownError(o.Policy, o.Error) {
+				line += ": " + o.Error
+			}
+			fmt.Fprintln(a.stdout, line)
 			code = ExitRotation
 		}
 	}
 	return code
 }
 
-// stepPrinter shows each step of a rotation as it happens.
+// interrupted reports, after SIGINT or SIGTERM, where each rotation stands:
+// one committed is safe (the new key is served everywhere) and is finished
+// later; one interrupted before its commit is rolled back.
+func (a *app) interrupted(p *stepPrinter, names []string, daemon bool) int {
+	finisher := "the next `rekey run` (or `rekey rotate -wait`)"
+	if daemon {
+		finisher = "the daemon"
+	}
+	code := ExitOK
+	for _, n := range names {
+		switch st := p.state(n); st {
+		case "committed":
+			fmt.Fprintf(a.stdout, "%s: interrupted after the commit: the rotation is committed (the new key is in place) and %s finishes the drain, soak and revoke\n", n, finisher)
+		case "done":
+			fmt.Fprintf(a.stdout, "%s: done\n", n)
+		case "":
+			fmt.Fprintf(a.stdout, "%s: interrupted before it started: nothing changed\n", n)
+			code = max(code, ExitRotation)
+		default:
+			fmt.Fprintf(a.stdout, "%s: interrupted before the commit (at %s): the old key stays in place and the rotation is rolled back; rekey status shows whether the rollback finished\n", n, st)
+			code = max(code, ExitRotation)
+		}
+	}
+	return code
+}
+
+// stepPrinter shows each step of a rotation as it happens, in columns
+// sized for the policy names, and each error once.
 type stepPrinter struct {
-	w io.Writer
+	w     io.Writer
+	width int
+	mu    sync.Mutex
+	shown map[string]string
+	last  map[string]string
+}
+
+func newStepPrinter(w io.Writer, names []string) *stepPrinter {
+	width := 10
+	for _, n := range names {
+		width = max(width, len(n))
+	}
+	return &stepPrinter{w: w, width: width, shown: map[string]string{}, last: map[string]string{}}
 }
 
 // Observe implements rotator.Observer.
 func (p *stepPrinter) Observe(_ context.Context, e rotator.Event) {
-	line := fmt.Sprintf("%s  %-12s %-9s %-12s", e.Time.Format("15:04:05"), e.Policy, e.Step, e.Result)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	result := string(e.Result)
+	if result == string(e.Step) {
+		result = ""
+	}
+	line := fmt.Sprintf("%s  %-*s  %-11s %-11s", e.Time.Format("15:04:05"), p.width, e.Policy, e.Step, result)
 	if e.Duration > 0 {
 		line += fmt.Sprintf(" %s", e.Duration.Round(time.Millisecond))
 	}
 	if e.Step == rotator.StepCreate && e.NewKeyID != "" && e.Result == rotator.ResultOK {
 		line += " new key " + e.NewKeyID
 	}
-	if e.Error != "" {
+	if e.Error != "" && p.shown[e.Policy] != e.Error {
 		line += "  " + e.Error
+		p.shown[e.Policy] = e.Error
 	}
-	fmt.Fprintln(p.w, line)
+	fmt.Fprintln(p.w, strings.TrimRight(line, " "))
+	switch {
+	case e.Step == rotator.StepCommit && e.Result == rotator.ResultOK:
+		p.last[e.Policy] = "committed"
+	case e.Step == rotator.StepDone:
+		p.last[e.Policy] = "done"
+	case p.last[e.Policy] != "committed" && p.last[e.Policy] != "done":
+		p.last[e.Policy] = string(e.Step)
+	}
+}
+
+// shownError reports whether err was already printed for the policy.
+func (p *stepPrinter) shownError(policy, err string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.shown[policy] == err
+}
+
+// state is "committed" or "done" once the policy's rotation got there,
+// else the last step seen ("" for none).
+func (p *stepPrinter) state(policy string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last[policy]
 }

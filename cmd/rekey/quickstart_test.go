@@ -515,4 +515,74 @@ func TestFailedRotationExitsTwoAndRollsBack(t *testing.T) {
 		t.Fatal("the old key is not served after rollback")
 	}
 	assertNoCanary(t, "rotate output", []byte(out))
+	// The error is printed once (issue 10 §6), and the columns hold.
+	if n := strings.Count(out, "did not pass within"); n != 1 {
+		t.Errorf("the probe's error is printed %d times, want once:\n%s", n, out)
+	}
+	if strings.Contains(out, "rolled_back rolled_back") || strings.Contains(out, "rolled_back  rolled_back") {
+		t.Errorf("the step and result columns repeat rolled_back:\n%s", out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if step := regexp.MustCompile(`^\d\d:\d\d:\d\d  quickstart  (\S+)`).FindStringSubmatch(line); step == nil && !strings.HasPrefix(line, "quickstart: ") {
+			t.Errorf("a line outside the columns: %q", line)
+		}
+	}
+}
+
+// TestInterruptAfterCommit: Ctrl-C on rotate -wait after the commit says
+// the rotation is committed and who finishes it, and exits 0; with and
+// without a daemon.
+func TestInterruptAfterCommit(t *testing.T) {
+	for _, withDaemon := range []bool{false, true} {
+		t.Run(map[bool]string{false: "local", true: "daemon"}[withDaemon], func(t *testing.T) {
+			q := newQuickstart(t, "")
+			cfg, _ := os.ReadFile(q.path("rekey.hcl"))
+			os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), `after = "0s"`, `after = "30m"`, 1)), 0o644)
+			finisher := "the next `rekey run`"
+			if !withDaemon {
+				q.seed()
+			} else {
+				d := q.startDaemon()
+				q.waitSettled(d)
+				finisher = "the daemon finishes"
+			}
+			cmd := q.command(nil, "rotate", "-wait", "-config", q.dir, "quickstart")
+			out := &lockedBuffer{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			committed := regexp.MustCompile(`(?m)^\S+  quickstart  commit +ok`)
+			deadline := time.Now().Add(time.Minute)
+			for !committed.MatchString(out.String()) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no commit within a minute:\n%s", out)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			cmd.Process.Signal(os.Interrupt)
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("rotate -wait did not exit after SIGINT:\n%s", out)
+			}
+			if err != nil {
+				t.Fatalf("rotate -wait interrupted after commit: %v, want exit 0:\n%s", err, out)
+			}
+			if !strings.Contains(out.String(), "quickstart: interrupted after the commit: the rotation is committed") || !strings.Contains(out.String(), finisher) {
+				t.Fatalf("rotate -wait interrupted after commit does not say it is committed and who finishes it (%s):\n%s", finisher, out)
+			}
+			if strings.Contains(out.String(), "signal received") {
+				t.Errorf("the interrupt is reported as an error:\n%s", out)
+			}
+			st := q.status()
+			if len(st) != 1 || st[0].InFlight == nil || st[0].InFlight.CommittedAt.IsZero() {
+				t.Fatalf("after the interrupt the rotation should be committed and in flight: %+v", st)
+			}
+		})
+	}
 }

@@ -2,12 +2,12 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/kardianos/service"
 )
@@ -68,74 +68,73 @@ Actions:
   restart    restart the service
   status     print running, stopped or not installed
 
-Options:
+Options (before or after the action):
   -config PATH  the configuration the service runs with (install); default
                 $REKEY_CONFIG, then %s
   -force        install: replace an installed unit or service that differs
+  -binary PATH  install: the rekey binary the service runs; default this
+                program (refused when it is a "go run" build)
+  -root DIR     systemd: work below DIR instead of / (created if missing):
+                write the unit there, run nothing; default $REKEY_SERVICE_ROOT
 
 Exit codes: 0 ok; 1 usage error, or a change refused (install over a
-different unit without -force); 3 could not run. status exits 0 when the
-service is running and 3 when it is stopped or not installed.
+different unit without -force, a go run binary); 3 could not run. status
+exits 0 when the service is running and 3 when it is stopped or not
+installed.
 `, DefaultConfig)
 }
 
-type serviceFlagValues struct {
-	config *string
-	force  *bool
-	root   *string
-}
-
-func serviceFlags(fs *flag.FlagSet, action string) serviceFlagValues {
-	v := serviceFlagValues{force: new(bool)}
-	v.config = configFlag(fs)
-	if action == "install" {
-		fs.BoolVar(v.force, "force", false, "install: replace an installed unit or service that differs")
-	}
-	// Hidden: a directory standing in for / (systemd), for staging and tests.
-	v.root = fs.String("root", os.Getenv("REKEY_SERVICE_ROOT"), "directory standing in for / (systemd only)")
-	return v
-}
-
 func (a *app) cmdService(args []string) int {
-	if len(args) == 0 {
+	fs := a.flags("service")
+	fs.Usage = func() { a.serviceUsage(a.stdout) }
+	cfgPath := configFlag(fs)
+	force := fs.Bool("force", false, "install: replace an installed unit or service that differs")
+	binary := fs.String("binary", "", "install: the rekey binary the service runs (default: this program)")
+	root := fs.String("root", os.Getenv("REKEY_SERVICE_ROOT"), "systemd: a directory standing in for / (created if missing)")
+	if len(args) > 0 && args[0] == "help" {
+		a.serviceUsage(a.stdout)
+		return ExitOK
+	}
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
 		fmt.Fprintln(a.stderr, "rekey service: name an action: install, uninstall, start, stop, restart or status")
 		a.serviceUsage(a.stderr)
 		return ExitConfig
 	}
-	action := args[0]
+	action := fs.Arg(0)
 	switch {
-	case action == "-h" || action == "-help" || action == "--help" || action == "help":
-		a.serviceUsage(a.stdout)
-		return ExitOK
 	case !slices.Contains(serviceActions, action):
 		fmt.Fprintf(a.stderr, "rekey service: unknown action %q: use install, uninstall, start, stop, restart or status\n", action)
 		return ExitConfig
-	}
-	fs := a.flags("service " + action)
-	v := serviceFlags(fs, action)
-	fs.Usage = func() { a.serviceUsage(fs.Output()) }
-	if ok, code := parse(fs, args[1:]); !ok {
-		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(a.stderr, "rekey service %s: unexpected argument %q (options go after the action: rekey service %s -config PATH)\n", action, fs.Arg(0), action)
+	case fs.NArg() > 1:
+		fmt.Fprintf(a.stderr, "rekey service %s: unexpected argument %q (one action at a time; options may come before or after it)\n", action, fs.Arg(1))
+		return ExitConfig
+	case action != "install" && (*force || *binary != ""):
+		fmt.Fprintf(a.stderr, "rekey service %s: -force and -binary apply to install only\n", action)
 		return ExitConfig
 	}
-	o := serviceOptions{force: *v.force, stdout: a.stdout, stderr: a.stderr}
+	o := serviceOptions{force: *force, stdout: a.stdout, stderr: a.stderr}
 	var err error
-	if o.configPath, err = filepath.Abs(*v.config); err != nil {
+	if o.configPath, err = filepath.Abs(*cfgPath); err != nil {
 		fmt.Fprintf(a.stderr, "rekey service %s: configuration path: %v\n", action, err)
 		return ExitConfig
 	}
-	if *v.root != "" {
-		if o.root, err = filepath.Abs(*v.root); err != nil {
+	if *root != "" {
+		if o.root, err = filepath.Abs(*root); err != nil {
 			fmt.Fprintf(a.stderr, "rekey service %s: -root: %v\n", action, err)
 			return ExitConfig
 		}
 	}
-	if o.executable, err = os.Executable(); err != nil {
-		fmt.Fprintf(a.stderr, "rekey service %s: finding this program's path: %v\n", action, err)
-		return ExitRuntime
+	if code := a.serviceBinary(&o, action, *binary); code != ExitOK {
+		return code
+	}
+	if action == "install" && o.root != "" {
+		if err := os.MkdirAll(o.root, 0o755); err != nil {
+			fmt.Fprintf(a.stderr, "rekey service install: creating -root %s: %v\n", o.root, err)
+			return ExitRuntime
+		}
 	}
 	m, err := newServiceManager(o)
 	if err != nil {
@@ -159,6 +158,47 @@ func (a *app) cmdService(args []string) int {
 		return a.serviceError(action, err)
 	}
 	return ExitOK
+}
+
+// serviceBinary sets the binary the service runs: -binary, or this program.
+// install refuses this program when it lives in Go's build cache (go run),
+// which Go deletes: the unit would point at nothing.
+func (a *app) serviceBinary(o *serviceOptions, action, binary string) int {
+	if binary != "" {
+		if !filepath.IsAbs(binary) {
+			fmt.Fprintf(a.stderr, "rekey service install: -binary %s: give an absolute path (the unit runs it from /)\n", binary)
+			return ExitConfig
+		}
+		o.executable = binary
+		if inBuildCache(binary) {
+			fmt.Fprintf(a.stderr, "warning: -binary %s is in Go's build cache, which Go cleans: install a built binary instead (go build -o rekey ./cmd/rekey)\n", binary)
+		} else if _, err := os.Stat(binary); err != nil {
+			fmt.Fprintf(a.stderr, "warning: -binary %s does not exist on this machine: the unit can start only where it does\n", binary)
+		}
+		return ExitOK
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(a.stderr, "rekey service %s: finding this program's path: %v\n", action, err)
+		return ExitRuntime
+	}
+	o.executable = exe
+	if action == "install" && inBuildCache(exe) {
+		fmt.Fprintf(a.stderr, "rekey service install: this rekey runs from Go's build cache (%s, as under go run), which Go deletes: the unit would run nothing. Build it, then install that binary:\n  go build -o rekey ./cmd/rekey && sudo install -m 0755 rekey /usr/local/bin/rekey\n  sudo /usr/local/bin/rekey service install -config PATH\nor name the binary the unit runs with -binary /usr/local/bin/rekey\n", exe)
+		return ExitConfig
+	}
+	return ExitOK
+}
+
+// inBuildCache reports whether path lies in a directory Go builds into
+// (go run, go test: $TMPDIR/go-build*, $GOCACHE).
+func inBuildCache(path string) bool {
+	for _, part := range strings.Split(filepath.ToSlash(path), "/") {
+		if strings.HasPrefix(part, "go-build") {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *app) serviceError(action string, err error) int {

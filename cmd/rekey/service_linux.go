@@ -40,7 +40,7 @@ type systemdManager struct {
 
 func newServiceManager(o serviceOptions) (serviceManager, error) {
 	if o.root != "" {
-		if st, err := os.Stat(o.root); err != nil || !st.IsDir() {
+		if st, err := os.Stat(o.root); err == nil && !st.IsDir() {
 			return nil, refused("-root %s is not a directory", o.root)
 		}
 	}
@@ -153,10 +153,6 @@ func (m *systemdManager) installNotes(replaced bool) {
 	if p := m.packageUnit(); p != "" {
 		fmt.Fprintf(m.o.stdout, "note: %s overrides the packaged %s\n", m.unitPath(), p)
 	}
-	if m.o.root != "" {
-		fmt.Fprintf(m.o.stdout, "-root is set: nothing was started or reloaded; start it on the target with: rekey service start\n")
-		return
-	}
 	for _, dir := range []string{"/home/", "/root/", "/tmp/", "/var/tmp/", "/run/user/"} {
 		if strings.HasPrefix(m.o.executable, dir) {
 			fmt.Fprintf(m.o.stderr, "warning: the unit hides %s from the service (ProtectHome=, PrivateTmp=), so it cannot run %s: install the binary in /usr/local/bin and run its service install\n", dir, m.o.executable)
@@ -169,6 +165,8 @@ func (m *systemdManager) installNotes(replaced bool) {
 		fmt.Fprintf(m.o.stderr, "warning: the unit runs as user rekey, which does not exist: create it with: useradd --system --no-create-home --shell /usr/sbin/nologin rekey\n")
 	}
 	switch {
+	case m.o.root != "":
+		fmt.Fprintf(m.o.stdout, "-root is set: nothing was started or reloaded; start it on the target with: rekey service start\n")
 	case !m.booted():
 		fmt.Fprintf(m.o.stdout, "systemd is not running on this machine: the unit takes effect when it boots with systemd\n")
 	case replaced && exec.Command(m.systemctl, "is-active", "--quiet", unitName).Run() == nil:

@@ -5,6 +5,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,7 +60,7 @@ func TestServiceInstallLifecycle(t *testing.T) {
 	exe := testExecutable(t)
 	unitPath := filepath.Join(root, "etc/systemd/system/rekey.service")
 
-	out, errOut, code := run(t, "service", "install", "-root", root, "-config", "/etc/rekey")
+	out, errOut, code := run(t, "service", "install", "-root", root, "-config", "/etc/rekey", "-binary", exe)
 	if code != ExitOK {
 		t.Fatalf("install exited %d:\n%s%s", code, out, errOut)
 	}
@@ -87,12 +88,12 @@ func TestServiceInstallLifecycle(t *testing.T) {
 		t.Fatalf("status after install: %d\n%s", code, out)
 	}
 
-	out, errOut, code = run(t, "service", "install", "-root", root, "-config", "/etc/rekey")
+	out, errOut, code = run(t, "service", "install", "-root", root, "-config", "/etc/rekey", "-binary", exe)
 	if code != ExitOK || !strings.Contains(out, "up to date") {
 		t.Fatalf("installing the same unit again: %d\n%s%s", code, out, errOut)
 	}
 
-	_, errOut, code = run(t, "service", "install", "-root", root, "-config", "/srv/other")
+	_, errOut, code = run(t, "service", "install", "-root", root, "-config", "/srv/other", "-binary", exe)
 	if code != ExitConfig || !strings.Contains(errOut, "differs") || !strings.Contains(errOut, "-force") || !strings.Contains(errOut, "/srv/other") {
 		t.Fatalf("install over a different unit without -force: %d\n%s", code, errOut)
 	}
@@ -100,7 +101,7 @@ func TestServiceInstallLifecycle(t *testing.T) {
 		t.Fatal("a refused install changed the unit")
 	}
 
-	out, errOut, code = run(t, "service", "install", "-root", root, "-config", "/srv/other", "-force")
+	out, errOut, code = run(t, "service", "install", "-root", root, "-config", "/srv/other", "-force", "-binary", exe)
 	if code != ExitOK {
 		t.Fatalf("install -force: %d\n%s%s", code, out, errOut)
 	}
@@ -151,7 +152,7 @@ func TestServiceInstallQuotesPaths(t *testing.T) {
 	requireSystemctl(t, "systemctl")
 	root := t.TempDir()
 	cfg := `/srv/rekey conf/50%$HOME"\`
-	out, errOut, code := run(t, "service", "install", "-root", root, "-config", cfg)
+	out, errOut, code := run(t, "service", "install", "-root", root, "-config", cfg, "-binary", testExecutable(t))
 	if code != ExitOK {
 		t.Fatalf("install: %d\n%s%s", code, out, errOut)
 	}
@@ -171,7 +172,7 @@ func TestServiceRelativeConfigBecomesAbsolute(t *testing.T) {
 	t.Parallel()
 	requireSystemctl(t, "systemctl")
 	root := t.TempDir()
-	if _, errOut, code := run(t, "service", "install", "-root", root, "-config", "testdata"); code != ExitOK {
+	if _, errOut, code := run(t, "service", "install", "-root", root, "-config", "testdata", "-binary", testExecutable(t)); code != ExitOK {
 		t.Fatalf("install: %d %s", code, errOut)
 	}
 	abs, _ := filepath.Abs("testdata")
@@ -185,7 +186,7 @@ func TestServiceRootFromEnvironment(t *testing.T) {
 	root := t.TempDir()
 	t.Setenv("REKEY_SERVICE_ROOT", root)
 	t.Setenv("REKEY_CONFIG", "/opt/rekey/conf")
-	if _, errOut, code := run(t, "service", "install"); code != ExitOK {
+	if _, errOut, code := run(t, "service", "install", "-binary", testExecutable(t)); code != ExitOK {
 		t.Fatalf("install: %d %s", code, errOut)
 	}
 	if unit := readUnit(t, root); !strings.Contains(unit, " run -config /opt/rekey/conf\n") {
@@ -218,7 +219,7 @@ func TestServicePackagedUnit(t *testing.T) {
 	if _, err := os.Stat(pkg); err != nil {
 		t.Fatalf("uninstall touched the packaged unit: %v", err)
 	}
-	out, errOut, code = run(t, "service", "install", "-root", root)
+	out, errOut, code = run(t, "service", "install", "-root", root, "-binary", testExecutable(t))
 	if code != ExitOK || !strings.Contains(out, "overrides the packaged "+pkg) {
 		t.Fatalf("install over a packaged unit: %d\n%s%s", code, out, errOut)
 	}
@@ -230,11 +231,12 @@ func TestServiceUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"service"},
 		{"service", "bogus"},
-		{"service", "-config", "/etc/rekey", "install"},
+		{"service", "-config", "/etc/rekey", "bogus"},
 		{"service", "status", "extra", "-root", root},
 		{"service", "install", "-nope", "-root", root},
 		{"service", "uninstall", "-force", "-root", root},
-		{"service", "install", "-root", filepath.Join(root, "missing")},
+		{"service", "status", "-binary", "/usr/bin/rekey", "-root", root},
+		{"service", "install", "-binary", "rekey", "-root", root},
 	} {
 		out, errOut, code := run(t, args...)
 		if code != ExitConfig || errOut == "" {
@@ -244,9 +246,62 @@ func TestServiceUsageErrors(t *testing.T) {
 	if entries, _ := os.ReadDir(root); len(entries) > 0 {
 		t.Fatalf("a usage error wrote below the root: %v", entries)
 	}
-	out, _, code := run(t, "service", "help")
-	if code != ExitOK || !strings.Contains(out, "uninstall") || !strings.Contains(out, "-force") || strings.Contains(out, "-root") {
-		t.Fatalf("service help: %d\n%s", code, out)
+	for _, args := range [][]string{{"service", "help"}, {"service", "-h"}, {"help", "service"}, {"service", "install", "-h"}} {
+		out, _, code := run(t, args...)
+		if code != ExitOK || !strings.Contains(out, "uninstall") || !strings.Contains(out, "-force") || !strings.Contains(out, "-root DIR") || !strings.Contains(out, "-binary PATH") {
+			t.Fatalf("%q: %d\n%s", args, code, out)
+		}
+	}
+}
+
+// TestServiceRootCreatedAndWarned: -root DIR is created, and install warns
+// as a real install would; options go before or after the action.
+func TestServiceRootCreatedAndWarned(t *testing.T) {
+	t.Parallel()
+	requireSystemctl(t, "systemctl")
+	root := filepath.Join(t.TempDir(), "new", "root")
+	cfg := filepath.Join(t.TempDir(), "missing-config")
+	out, errOut, code := run(t, "service", "-root", root, "-config", cfg, "-binary", "/tmp/rekey", "install")
+	if code != ExitOK {
+		t.Fatalf("install into a new -root: %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"warning: the unit hides /tmp/ from the service",
+		"warning: the configuration " + cfg + " does not exist yet",
+		"warning: -binary /tmp/rekey does not exist on this machine",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("install -root did not warn %q:\n%s", want, errOut)
+		}
+	}
+	if _, err := user.Lookup("rekey"); err != nil && !strings.Contains(errOut, "user rekey, which does not exist") {
+		t.Errorf("install -root did not warn about the missing user rekey:\n%s", errOut)
+	}
+	if unit := readUnit(t, root); !strings.Contains(unit, "\nExecStart=/tmp/rekey run -config "+cfg+"\n") {
+		t.Fatalf("ExecStart does not name -binary:\n%s", unit)
+	}
+	for _, args := range [][]string{{"service", "-root", root, "status"}, {"service", "status", "-root", root}} {
+		if out, _, code := run(t, args...); code != ExitRuntime || !strings.HasPrefix(out, "stopped\n") {
+			t.Errorf("%q: %d %q", args, code, out)
+		}
+	}
+}
+
+// TestServiceRefusesBuildCacheBinary: under go run (and go test) this
+// program lives in Go's build cache; install refuses to write it into
+// ExecStart and says how to build one.
+func TestServiceRefusesBuildCacheBinary(t *testing.T) {
+	t.Parallel()
+	if !inBuildCache(testExecutable(t)) {
+		t.Skipf("this test binary (%s) is not in a go-build directory", testExecutable(t))
+	}
+	root := t.TempDir()
+	_, errOut, code := run(t, "service", "install", "-root", root, "-config", "/etc/rekey")
+	if code != ExitConfig || !strings.Contains(errOut, "Go's build cache") || !strings.Contains(errOut, "go build -o rekey ./cmd/rekey") || !strings.Contains(errOut, "-binary") {
+		t.Fatalf("install from the build cache: %d\n%s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc/systemd/system/rekey.service")); !os.IsNotExist(err) {
+		t.Fatalf("a refused install wrote the unit: %v", err)
 	}
 }
 
