@@ -117,8 +117,11 @@ type Options struct {
 	Description string
 	// Template renders the value; nil writes the fields as a JSON object.
 	Template *template.Template
-	// Engine, when set, writes AWS's database secret structure (FormatRDS)
-	// with this engine ("postgres", "mysql", ...) instead of the fields.
+	// RDS writes AWS's database secret structure (FormatRDS) instead of the
+	// fields.
+	RDS bool
+	// Engine is the structure's engine ("postgres", "mysql", ...); empty
+	// takes the key's engine field.
 	Engine string
 }
 
@@ -216,15 +219,7 @@ func New(env *plugin.Env, body hcl.Body) (sinks.Sink, hcl.Diagnostics) {
 				Subject:  cfg.TemplateRange.Ptr(),
 			})
 		}
-		if cfg.Engine == "" {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Missing engine",
-				Detail:   "format = \"rds\" needs engine, the database engine AWS's clients expect, such as engine = \"postgres\" or \"mysql\".",
-				Subject:  cfg.FormatRange.Ptr(),
-			})
-		}
-		opts.Engine = cfg.Engine
+		opts.RDS, opts.Engine = true, cfg.Engine
 	default:
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
@@ -339,7 +334,7 @@ func (s *Sink) render(key plugin.Key) ([]byte, error) {
 		return nil, plugin.Permanent(fmt.Errorf("key %s has no value to write (values are never stored; a rotation resumed after a restart must be rolled back)", secret.Mask(key.ID)))
 	}
 	fields := key.Value.Reveal()
-	if s.opts.Engine != "" {
+	if s.opts.RDS {
 		return s.renderRDS(key, fields)
 	}
 	if s.opts.Template == nil {
@@ -375,6 +370,13 @@ type rdsSecret struct {
 }
 
 func (s *Sink) renderRDS(key plugin.Key, f map[string]string) ([]byte, error) {
+	engine := s.opts.Engine
+	if engine == "" {
+		engine = f["engine"]
+	}
+	if engine == "" {
+		return nil, plugin.Permanent(fmt.Errorf("format \"rds\" for secret %q needs an engine: set engine = \"postgres\" (or \"mysql\", ...) in the sink, or use a provider whose key has an engine field", s.opts.SecretID))
+	}
 	if f["username"] == "" || f["password"] == "" {
 		return nil, plugin.Permanent(fmt.Errorf("format \"rds\" for secret %q needs the fields username and password; key %s has %s (rename fields with the sink's fields option)",
 			s.opts.SecretID, secret.Mask(key.ID), strings.Join(key.Value.Names(), ", ")))
@@ -385,7 +387,7 @@ func (s *Sink) renderRDS(key plugin.Key, f map[string]string) ([]byte, error) {
 			return nil, plugin.Permanent(fmt.Errorf("format \"rds\" for secret %q: the field port is not a TCP port number; AWS's clients read it as a number", s.opts.SecretID))
 		}
 	}
-	b, err := json.Marshal(rdsSecret{Engine: s.opts.Engine, Host: f["host"], Username: f["username"], Password: f["password"], DBName: f["dbname"], Port: json.Number(port)})
+	b, err := json.Marshal(rdsSecret{Engine: engine, Host: f["host"], Username: f["username"], Password: f["password"], DBName: f["dbname"], Port: json.Number(port)})
 	if err != nil {
 		return nil, fmt.Errorf("encoding the value as JSON: %w", err)
 	}
@@ -592,7 +594,7 @@ func (s *Sink) verify(ctx context.Context, c *secretsmanager.Client, key plugin.
 		return nil
 	}
 	var ok bool
-	if s.opts.Template == nil && s.opts.Engine == "" {
+	if s.opts.Template == nil && !s.opts.RDS {
 		var m map[string]string
 		if json.Unmarshal([]byte(aws.ToString(out.SecretString)), &m) == nil {
 			got := make(secret.Fields, len(m))

@@ -531,7 +531,6 @@ func TestFactory(t *testing.T) {
 		"connection must be an aws one":    {"connection = aws.nope\nsecret_id = \"a\"\n", "Unknown connection"},
 		"invalid secret name":              {"connection = aws.prod\nsecret_id = \"payments aws!\"\n", "policy.hcl:2,1-28: Invalid secret_id"},
 		"secret name over 512 characters":  {"connection = aws.prod\nsecret_id = \"" + strings.Repeat("n", 513) + "\"\n", "Invalid secret_id"},
-		"rds without engine":               {"connection = aws.prod\nsecret_id = \"a\"\nformat = \"rds\"\n", "Missing engine"},
 		"engine without rds":               {"connection = aws.prod\nsecret_id = \"a\"\nengine = \"postgres\"\n", "policy.hcl:3,1-20: engine needs format"},
 		"rds with a template":              {"connection = aws.prod\nsecret_id = \"a\"\nformat = \"rds\"\nengine = \"postgres\"\ntemplate = \"x\"\n", "template needs format"},
 	} {
@@ -546,8 +545,13 @@ func TestFactory(t *testing.T) {
 
 func TestFactoryRDS(t *testing.T) {
 	t.Parallel()
-	if _, diags := decode(t, "connection = aws.prod\nsecret_id = \"prod/orders/db\"\nformat = \"rds\"\nengine = \"postgres\"\n"); diags.HasErrors() {
-		t.Fatalf("format rds: %v", diags)
+	for _, src := range []string{
+		"connection = aws.prod\nsecret_id = \"prod/orders/db\"\nformat = \"rds\"\nengine = \"postgres\"\n",
+		"connection = aws.prod\nsecret_id = \"prod/orders/db\"\nformat = \"rds\"\n", // the engine from the key
+	} {
+		if _, diags := decode(t, src); diags.HasErrors() {
+			t.Errorf("format rds: %v", diags)
+		}
 	}
 }
 
@@ -669,7 +673,7 @@ func TestRDSFormat(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	f := setup(t, true)
-	s := f.sink(awssm.Options{Engine: "postgres"})
+	s := f.sink(awssm.Options{RDS: true, Engine: "postgres"})
 	key := plugin.Key{ID: "app_b-2", Value: secret.Fields{
 		"username": secret.New("app_b"), "password": secret.New(`p"w\ord`), "host": secret.New("db.internal"),
 		"port": secret.New("5432"), "dbname": secret.New("orders"), "uri": secret.New("postgres://app_b@db.internal/orders"),
@@ -687,11 +691,31 @@ func TestRDSFormat(t *testing.T) {
 	if _, err := s.Promote(ctx, rot, key, st); err != nil {
 		t.Fatalf("Promote: %v", err)
 	}
+	// Without engine in the sink, the key's engine field (the database
+	// providers set it) is used.
+	fromKey := f.sink(awssm.Options{RDS: true})
+	key2 := plugin.Key{ID: "app_a-3", Value: secret.Fields{"username": secret.New("app_a"), "password": secret.New("pw2"), "engine": secret.New("mysql"), "port": secret.New("3306")}}
+	rot2 := rotation("second-rotation-id-00000000000000000")
+	st2 := sinks.State{Prev: sinks.Version(rotID)}
+	if st2.Staged, err = fromKey.Stage(ctx, rot2, key2, st2); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.value(t, "AWSPENDING"), `{"engine":"mysql","username":"app_a","password":"pw2","port":3306}`; got != want {
+		t.Fatalf("rds value from the key's engine\n got %s\nwant %s", got, want)
+	}
+	if err := fromKey.Rollback(ctx, rot2, st2); err != nil {
+		t.Fatal(err)
+	}
 	for name, fields := range map[string]secret.Fields{
+		"no engine":        {"username": secret.New("u"), "password": secret.New("canary-pw")},
 		"no password":      {"username": secret.New("u")},
 		"port not numeric": {"username": secret.New("u"), "password": secret.New("canary-pw"), "port": secret.New("http")},
 	} {
-		_, err := s.Stage(ctx, rotation("other-rotation-id-0000000000000000"), plugin.Key{ID: "k", Value: fields}, sinks.State{Prev: sinks.Version(rotID)})
+		sk := s
+		if name == "no engine" {
+			sk = fromKey
+		}
+		_, err := sk.Stage(ctx, rotation("other-rotation-id-0000000000000000"), plugin.Key{ID: "k", Value: fields}, sinks.State{Prev: sinks.Version(rotID)})
 		if err == nil || !plugin.IsPermanent(err) || strings.Contains(err.Error(), "canary-pw") {
 			t.Errorf("%s: Stage = %v, want a permanent error without the password", name, err)
 		}
