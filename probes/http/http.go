@@ -41,6 +41,10 @@ const (
 	MaxBody = 64 << 10
 )
 
+// ErrNotAccepted is wrapped by the error of a check answered 401 or 403
+// when neither was expected: the credential sent was not accepted.
+var ErrNotAccepted = errors.New("the credential was not accepted")
+
 type config struct {
 	URL                  string            `hcl:"url"`
 	Method               *string           `hcl:"method,optional"`
@@ -363,6 +367,9 @@ func (p *Probe) Check(ctx context.Context, key plugin.Key) error {
 	defer clear(got)
 
 	if !slices.Contains(p.status, resp.StatusCode) {
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return fmt.Errorf("%s %s: status %d, expected %s: %w (rekey treats 401 and 403 alike: a missing, expired, revoked or deleted key, or one without the permission; Tyk answers 403 for a deleted key)", p.method, p.shown, resp.StatusCode, statusList(p.status), ErrNotAccepted)
+		}
 		return fmt.Errorf("%s %s: status %d, expected %s", p.method, p.shown, resp.StatusCode, statusList(p.status))
 	}
 	if p.expectBody == "" && p.bodyRegex == nil {

@@ -103,6 +103,15 @@ func TestStatus(t *testing.T) {
 	if err := mustProbe(t, "url = \""+ts.URL+"/401\"\nexpect_status = 401").Check(ctx, newKey); err != nil {
 		t.Fatal(err)
 	}
+	for _, code := range []string{"401", "403"} {
+		err := mustProbe(t, `url = "`+ts.URL+`/`+code+`"`).Check(ctx, newKey)
+		if !errors.Is(err, ErrNotAccepted) || !strings.Contains(err.Error(), "status "+code) || !strings.Contains(err.Error(), "401 and 403 alike") {
+			t.Errorf("status %s: %v; want the credential reported as not accepted", code, err)
+		}
+	}
+	if err := mustProbe(t, `url = "`+ts.URL+`/404"`).Check(ctx, newKey); errors.Is(err, ErrNotAccepted) {
+		t.Errorf("status 404 reported as a refused credential: %v", err)
+	}
 }
 
 func TestKeyInHeaderAndBody(t *testing.T) {
