@@ -18,6 +18,9 @@ policy "payments-aws" {
     user       = "svc-payments"
     # How late IAM may record a use of the old key (default "4h").
     usage_delay = "4h"
+    # How long a deactivated key may keep working (IAM is eventually
+    # consistent); the soak starts counting after it (default "1m").
+    propagation_delay = "1m"
   }
 
   sink "aws_secretsmanager" {
