@@ -18,7 +18,7 @@ policy "orders-anthropic-key" {
       token_file = "/etc/rekey/anthropic-admin-key"
     }
 
-    create_command = ["take-pooled-key.sh"]
+    create_command = ["./take-pooled-key.sh"]
     command_env    = { POOL_DIR = "/var/lib/rekey/anthropic-pool" }
     # Pool keys were made before the rotation and named in the Console:
     # take-pooled-key.sh logs which key went to which rotation id.
