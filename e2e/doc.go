@@ -10,7 +10,11 @@
 // provider, a failing dependent, and a crash at every failpoint), an
 // AppRole secret id rotated through Vault KV (also crashed at every
 // failpoint), a Vault sealed in the middle
-// of a rotation, and a leak check: every log line, event, error and the
+// of a rotation, an Express Gateway key-auth credential (the real gateway
+// from testenv/expressgw, with the http provider; an application calls
+// through the gateway during rotations and a crash at every failpoint and
+// counts refused calls), a Kong credential (the kong provider against
+// testenv/kongemu, likewise), and a leak check: every log line, event, error and the
 // journal file are searched for every secret the test knows. Benchmarks
 // report rotations per second and the mean latency of each step.
 //
@@ -18,6 +22,8 @@
 //
 //	export REKEY_VAULT_BIN="$(testenv/vault/build.sh)"
 //	go test ./e2e/
+//
+// The gateway tests need REKEY_EXPRESSGW_DIR="$(sh testenv/expressgw/install.sh)".
 //
 // Without REKEY_VAULT_BIN the tests that need Vault are skipped (failed
 // when REKEY_TEST_REQUIRE_SERVERS=1). See the README, "Development".
