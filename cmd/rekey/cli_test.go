@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -169,5 +171,36 @@ func TestRotateUsageErrors(t *testing.T) {
 	}
 	if _, errOut, code := run(t, "rotate", "-config", "testdata/bad.hcl", "payments"); code != ExitConfig || !strings.Contains(errOut, "bad.hcl:4") {
 		t.Fatalf("rotate with an invalid config should show the diagnostics: %d %s", code, errOut)
+	}
+}
+
+// TestParseInterspersed: options before, between and after the arguments;
+// "--" ends them.
+func TestParseInterspersed(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		json bool
+		cfg  string
+		pos  []string
+	}{
+		{[]string{"a", "b"}, false, "x", []string{"a", "b"}},
+		{[]string{"-json", "a", "b"}, true, "x", []string{"a", "b"}},
+		{[]string{"a", "-json", "b", "-config", "c"}, true, "c", []string{"a", "b"}},
+		{[]string{"a", "--config=c", "b", "--json"}, true, "c", []string{"a", "b"}},
+		{[]string{"a", "--", "-json", "b"}, false, "x", []string{"a", "-json", "b"}},
+		{[]string{"-", "a"}, false, "x", []string{"-", "a"}},
+	} {
+		a := &app{stdout: io.Discard, stderr: io.Discard}
+		fs := a.flags("validate")
+		j := fs.Bool("json", false, "")
+		c := fs.String("config", "x", "")
+		if ok, _ := parse(fs, tc.args); !ok || *j != tc.json || *c != tc.cfg || !slices.Equal(fs.Args(), tc.pos) {
+			t.Errorf("parse(%q) = ok %v json %v config %q args %q; want json %v config %q args %q", tc.args, ok, *j, *c, fs.Args(), tc.json, tc.cfg, tc.pos)
+		}
+	}
+	a := &app{stdout: io.Discard, stderr: io.Discard}
+	fs := a.flags("validate")
+	if ok, code := parse(fs, []string{"a", "-nope"}); ok || code != ExitConfig {
+		t.Errorf("an unknown option after an argument: ok %v code %d", ok, code)
 	}
 }
