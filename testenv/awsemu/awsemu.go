@@ -6,8 +6,13 @@
 // Every behaviour it emulates comes from the AWS API references (IAM API
 // Reference 2010-05-08, STS API Reference 2011-06-15, Secrets Manager API
 // Reference 2017-10-17, and their "Common Errors" pages); the comment next to
-// each rule names the action or section it comes from. It is test
-// infrastructure: state lives in memory and is lost on Close.
+// each rule names the action or section it comes from. It is as late and
+// as strict as AWS by default: access key state changes reach
+// authentication after a seeded random delay, GetAccessKeyLastUsed is late
+// and rounded down to the minute, empty lists are omitted, and Secrets
+// Manager's input limits, deletion scheduling and version quota apply
+// (consistency.go, secretsmanager.go). It is test infrastructure: state
+// lives in memory and is lost on Close.
 package awsemu
 
 import (

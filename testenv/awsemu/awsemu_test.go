@@ -58,6 +58,7 @@ func start(t *testing.T, opts awsemu.Options) *awsemu.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("emulator seed %d (%s=%d repeats it)", s.Seed(), awsemu.SeedEnv, s.Seed())
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
 			t.Error(err)
