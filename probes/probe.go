@@ -42,6 +42,12 @@ type Targeter interface {
 	DefaultTarget() Target
 }
 
+// Describer is implemented by probes that can say in one line what they
+// measure (a query and its condition), for plan.
+type Describer interface {
+	Describe() string
+}
+
 // Factory decodes and validates a probe block body (without the common
 // attributes, which the policy loader takes first).
 type Factory func(env *plugin.Env, body hcl.Body) (Probe, hcl.Diagnostics)

@@ -226,7 +226,11 @@ func describeProbes(p *policies.Policy, target probes.Target, what string) []str
 	var s []string
 	for _, pb := range p.Probes {
 		if pb.Target == target {
-			s = append(s, fmt.Sprintf("%s with probe %s (up to %s, %d consecutive)", what, pb.Kind, pb.Timeout, max(pb.Successes, 1)))
+			line := fmt.Sprintf("%s with probe %s (up to %s, %d consecutive)", what, pb.Kind, pb.Timeout, max(pb.Successes, 1))
+			if d, ok := pb.Probe.(probes.Describer); ok {
+				line += ": " + d.Describe()
+			}
+			s = append(s, line)
 		}
 	}
 	return s

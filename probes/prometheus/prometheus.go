@@ -128,7 +128,10 @@ type keyState struct {
 	inconclusives int
 }
 
-var _ probes.Probe = (*Probe)(nil)
+var (
+	_ probes.Probe     = (*Probe)(nil)
+	_ probes.Describer = (*Probe)(nil)
+)
 
 // Vars returns the template variables of a query; exported for the README
 // test and the plan output.
@@ -335,6 +338,11 @@ func (p *Probe) Check(ctx context.Context, key plugin.Key) error {
 	p.mu.Unlock()
 	log.Debug().Str("probe", "prometheus").Str("query", p.queryText).Str("values", describe(vals)).Str("condition", p.conditionText()).Msg("measurement passed")
 	return nil
+}
+
+// Describe says what the probe measures, for plan.
+func (p *Probe) Describe() string {
+	return fmt.Sprintf("%q at %s, %s", p.queryText, p.address, p.conditionText())
 }
 
 func (p *Probe) conditionText() string {
