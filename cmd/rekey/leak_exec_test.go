@@ -74,9 +74,11 @@ func TestFailedCreateLeaksNoSecret(t *testing.T) {
 		}
 		assertNoCanary(t, "status -json", []byte(st))
 		assertNoCanary(t, "journal.db", []byte(mustRead(t, q.path("state/rekey/"+rotator.JournalFile))))
-		if b, err := os.ReadFile(q.path("state/rekey/" + AuditFile)); err == nil {
-			assertNoCanary(t, "audit.log", b)
+		audit, err := os.ReadFile(q.path("state/rekey/" + AuditFile))
+		if err != nil || !strings.Contains(string(audit), `"failed"`) {
+			t.Fatalf("rekey rotate wrote no audit record of the failure: %v\n%s", err, audit)
 		}
+		assertNoCanary(t, "audit.log", audit)
 		q.assertLeakedKeyCleanedUp(old)
 	})
 	t.Run("daemon", func(t *testing.T) {
