@@ -42,3 +42,16 @@ func TestPostgresStartsWithALeastPrivilegeAdmin(t *testing.T) {
 		t.Fatalf("admin login after restart: %v", err)
 	}
 }
+
+func TestMariaDBStartsWithALeastPrivilegeAdmin(t *testing.T) {
+	t.Parallel()
+	s := dbtest.StartMariaDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.Login(ctx, dbtest.MyAdmin, s.AdminPassword); err != nil {
+		t.Fatalf("admin login: %v", err)
+	}
+	if err := s.Login(ctx, dbtest.MyAdmin, "wrong"); err == nil {
+		t.Fatal("a wrong password logs in")
+	}
+}
