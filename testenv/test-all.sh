@@ -6,7 +6,8 @@
 #   bash testenv/test-all.sh
 #
 # What it sets up, all from Debian packages or the Go module proxy:
-#   - postgresql, redis-server (throwaway servers for the
+#     database tests, testenv/dbtest)
+#   - postgresql, redis-server, mariadb-server (throwaway servers for the
 #     database tests, testenv/dbtest)
 #   - awscli (Debian's, an independent client for the AWS emulator's
 #     conformance test); shellcheck (install scripts); systemd-analyze
@@ -43,6 +44,7 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v rpm >/dev/null || missing+=(rpm)
+command -v mariadbd >/dev/null || missing+=(mariadb-server)
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
 command -v prometheus >/dev/null || missing+=(prometheus)
