@@ -3,13 +3,16 @@
 # Anthropic Admin API cannot create keys, so an operator makes a few in the
 # Console ahead of time and stores each in $POOL_DIR as a file
 # <key id>.key (0600, owned by rekey's user) holding the key itself.
-# This script hands out the oldest one: it moves it to $POOL_DIR/taken/,
+# This script hands out the first one by name: it moves it to $POOL_DIR/taken/,
 # logs the rotation id it went to, and prints the key in the exec
 # provider's create format. It never prints the key on stderr.
 set -eu
 pool=${POOL_DIR:?POOL_DIR is not set}
 mkdir -p "$pool/taken"
-file=$(ls -1tr "$pool"/*.key 2>/dev/null | head -n 1 || true)
+file=
+for f in "$pool"/*.key; do
+	[ -f "$f" ] && file=$f && break
+done
 if [ -z "$file" ]; then
 	echo "take-pooled-key: the pool $pool is empty: create a key in the Anthropic Console and store it as $pool/<key id>.key" >&2
 	exit 1

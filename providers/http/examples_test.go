@@ -171,9 +171,9 @@ func TestExampleTyk(t *testing.T) {
 		}
 	})
 	p := exampleProvider(t, "http-tyk", map[string]string{
-		`base_url = "https://tyk-gateway.internal:8080"`:  fmt.Sprintf("base_url = %q", url),
+		`base_url = "https://tyk-gateway.internal:8080"`:   fmt.Sprintf("base_url = %q", url),
 		`    ca_file  = "/etc/ssl/internal/ca.pem"` + "\n": "",
-		"/etc/rekey/tyk-secret":                           tok,
+		"/etc/rekey/tyk-secret":                            tok,
 	})
 	ctx := context.Background()
 	k, err := p.Create(ctx, plugin.Rotation{ID: "rot-1", Policy: "orders-tyk-key"})
