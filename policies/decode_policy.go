@@ -80,8 +80,9 @@ func (ld *loading) decodePolicies() {
 			}
 			name := blk.Labels[0]
 			if !policyName.MatchString(name) {
-				ld.diags = append(ld.diags, errAt(blk.LabelRanges[0], "Invalid policy name", fmt.Sprintf("The policy name %q is not valid. Use 1 to 63 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit, such as \"payments-aws\".", name)))
-				continue
+				// Reported, and the policy is checked all the same: a bad
+				// name must not hide the other problems.
+				ld.diags = append(ld.diags, errAt(blk.LabelRanges[0], "Invalid policy name", fmt.Sprintf("The policy name %s is not valid. Use 1 to 63 lowercase letters, digits, '_', '.' or '-', starting with a letter or digit, such as \"payments-aws\".", quoteShort(name))))
 			}
 			if prev, dup := seen[name]; dup {
 				ld.diags = append(ld.diags, duplicate(blk.DefRange, prev, "policy", fmt.Sprintf("A policy named %q is already defined; policy names are unique across all files.", name)))
@@ -243,9 +244,8 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 			ld.diags = append(ld.diags, errAt(blk.DefRange, "Missing probe block", fmt.Sprintf("Policy %q has no probe, so nothing would check that the new key works before the old one is revoked. Add a probe block, or set rotate_blind = true to accept rotating unchecked.", p.Name)))
 		}
 	}
-	if hcl.Diagnostics(ld.diags[start:]).HasErrors() {
-		return nil
-	}
+	// The cross-field checks run whatever else is wrong: a setting that
+	// is invalid on its own is left at zero, which they skip.
 	ld.crossCheck(p, at)
 	if hcl.Diagnostics(ld.diags[start:]).HasErrors() {
 		return nil
@@ -284,6 +284,11 @@ func (ld *loading) crossCheck(p *Policy, at attrRanges) {
 	if s.Jitter > 0 && s.Every > 0 && s.Jitter >= s.Every {
 		ld.diags = append(ld.diags, errAt(at["jitter"], "Invalid jitter", fmt.Sprintf("jitter (%s) must be shorter than every (%s); it spreads due times of many policies by a small fraction of the period.", FormatDuration(s.Jitter), FormatDuration(s.Every))))
 	}
+	if p.Revoke.Soak > 0 && p.Provider.Provider != nil {
+		if _, ok := p.Provider.Provider.(providers.Deactivator); !ok {
+			ld.diags = append(ld.diags, warnAt(at["soak"], "Soak without deactivation", fmt.Sprintf("The %s provider of this policy cannot deactivate keys, so revoke.soak (%s) only delays deleting the old key; nothing tests that dependents manage without it first. Remove soak, or configure deactivation where the provider supports it.", p.Provider.Kind, FormatDuration(p.Revoke.Soak))))
+		}
+	}
 	if s.Every > 0 && p.Revoke.After+p.Revoke.Soak >= s.Every {
 		r, ok := at["revoke"]
 		if !ok {
@@ -314,6 +319,7 @@ func (ld *loading) decodeRevoke(p *Policy, b *hcl.Block, f *file, at attrRanges)
 		}
 	}
 	if a, ok := content.Attributes["soak"]; ok {
+		at["soak"] = a.Expr.Range()
 		if d, ok := ld.duration(a, f.ctx, nonNegative); ok {
 			p.Revoke.Soak = d
 		}

@@ -16,6 +16,9 @@ import (
 // returned as diagnostics instead, so that formatting never rewrites a file
 // it does not understand.
 func Format(src []byte, filename string) ([]byte, hcl.Diagnostics) {
+	if diags := scanBounds(filename, src); diags.HasErrors() {
+		return nil, diags
+	}
 	if _, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos); diags.HasErrors() {
 		return nil, diags
 	}
@@ -48,20 +51,28 @@ type FormatResult struct {
 // written.
 func FormatPath(path string, check, write bool, out io.Writer) (*FormatResult, error) {
 	res := &FormatResult{Files: map[string]*hcl.File{}}
-	names, diags := listFiles([]string{path})
+	names, diags := (&Loader{skipHostChecks: true}).listFiles([]string{path})
 	if diags.HasErrors() {
 		return res, fmt.Errorf("listing policy files: %s", diags.Error())
 	}
 	for _, name := range names {
-		src, err := os.ReadFile(name)
+		src, err := readPolicyFile(name)
 		if err != nil {
 			return res, fmt.Errorf("reading %s: %w", name, cause(err))
+		}
+		if bd := scanBounds(name, src); bd.HasErrors() {
+			if len(src) > MaxFileSize {
+				src = src[:4096]
+			}
+			res.Files[name] = &hcl.File{Body: &hclsyntax.Body{}, Bytes: sanitizeSource(src)}
+			res.Diagnostics = append(res.Diagnostics, bd...)
+			continue
 		}
 		f, pd := hclsyntax.ParseConfig(src, name, hcl.InitialPos)
 		shown := f
 		if body, ok := f.Body.(*hclsyntax.Body); ok {
 			_, mask := scanSecrets(body)
-			shown = &hcl.File{Body: f.Body, Bytes: maskSource(f.Bytes, mask), Nav: f.Nav}
+			shown = &hcl.File{Body: f.Body, Bytes: sanitizeSource(maskSource(f.Bytes, mask)), Nav: f.Nav}
 		}
 		res.Files[name] = shown
 		if pd.HasErrors() {

@@ -25,6 +25,9 @@ func init() {
 	probes.Register("test_key", newTestKeyProbe)
 	reloaders.Register("test", newTestReloader)
 	notifiers.Register("test", newTestNotifier)
+	plugin.Declare("connection", "testconn", plugin.Attrs{"connect_string": plugin.Sensitive})
+	plugin.Declare("provider", "test", plugin.Attrs{"connect_string": plugin.Sensitive})
+	plugin.Declare("sink", "test", plugin.Attrs{"secret_id": plugin.NotSensitive, "path": plugin.WrittenFile})
 }
 
 type testConn struct {
@@ -60,6 +63,7 @@ func newTestProvider(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Di
 		Connection hcl.Expression    `hcl:"connection,optional"`
 		Secret     string            `hcl:"secret,optional"`
 		Tags       map[string]string `hcl:"tags,optional"`
+		Deactivate bool              `hcl:"deactivate,optional"`
 		Options    []struct {
 			Name  string `hcl:"name,label"`
 			Value string `hcl:"value"`
@@ -76,8 +80,20 @@ func newTestProvider(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Di
 		}
 		p.conn = c.(*testConn)
 	}
+	if cfg.Deactivate {
+		return deactivatingTestProvider{p}, nil
+	}
 	return p, nil
 }
+
+// deactivatingTestProvider can deactivate keys (deactivate = true).
+type deactivatingTestProvider struct{ *testProvider }
+
+var _ providers.Deactivator = deactivatingTestProvider{}
+
+func (deactivatingTestProvider) Deactivate(context.Context, string) error { return nil }
+
+func (deactivatingTestProvider) Activate(context.Context, string) error { return nil }
 
 func (p *testProvider) Target() string { return "test:" + p.name }
 

@@ -2,12 +2,15 @@ package policies
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
@@ -57,12 +60,15 @@ func (l *Loader) Files() map[string]*hcl.File { return l.files }
 // names starting with a dot are ignored), a file is read whatever its name.
 // The configuration is returned only when the diagnostics hold no error;
 // they may hold warnings either way.
+//
+// Load also runs the host checks (see host.go): the ownership and
+// permissions of the files and directories read, of the files plugins
+// read and of the commands they run, and whether state_dir can hold the
+// journal. `rekey validate` and `rekey run` both load with it, so that
+// they accept and refuse the same configurations with the same messages.
 func (l *Loader) Load(paths ...string) (*Config, hcl.Diagnostics) {
 	l.files = map[string]*hcl.File{}
-	names, diags := listFiles(paths)
-	if diags.HasErrors() {
-		return nil, diags
-	}
+	names, diags := l.listFiles(paths)
 	var srcs []source
 	for _, name := range names {
 		b, err := readPolicyFile(name)
@@ -76,16 +82,24 @@ func (l *Loader) Load(paths ...string) (*Config, hcl.Diagnostics) {
 		}
 		srcs = append(srcs, source{name: name, src: b})
 	}
-	if diags.HasErrors() {
+	if len(srcs) == 0 {
 		return nil, diags
 	}
-	return l.load(srcs)
+	cfg, more := l.load(srcs, !l.skipHostChecks)
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		if cfg != nil {
+			_ = cfg.Connections.Close()
+		}
+		return nil, diags
+	}
+	return cfg, diags
 }
 
 // LoadSources loads a configuration from in-memory files, taken in the
 // lexical order of their names; relative paths in them resolve against
 // the directory part of each name. It is Load without the file system
-// listing, for tests and fuzzing.
+// listing and the host checks, for tests and fuzzing.
 func (l *Loader) LoadSources(files map[string][]byte) (*Config, hcl.Diagnostics) {
 	l.files = map[string]*hcl.File{}
 	names := make([]string, 0, len(files))
@@ -97,7 +111,7 @@ func (l *Loader) LoadSources(files map[string][]byte) (*Config, hcl.Diagnostics)
 	for i, n := range names {
 		srcs[i] = source{name: n, src: files[n]}
 	}
-	return l.load(srcs)
+	return l.load(srcs, false)
 }
 
 type source struct {
@@ -105,7 +119,13 @@ type source struct {
 	src  []byte
 }
 
-func listFiles(paths []string) ([]string, hcl.Diagnostics) {
+// listFiles lists the policy files of paths. Every *.hcl entry of a
+// directory must be a readable regular file (or a link to one): a
+// dangling link, a FIFO or a directory named x.hcl is an error, not a
+// skip, so that a policy cannot disappear silently. With host checks it
+// also checks the files and directories (checkConfigDir,
+// checkConfigFile).
+func (l *Loader) listFiles(paths []string) ([]string, hcl.Diagnostics) {
 	var (
 		names []string
 		diags hcl.Diagnostics
@@ -131,8 +151,18 @@ func listFiles(paths []string) ([]string, hcl.Diagnostics) {
 			continue
 		}
 		if !st.IsDir() {
+			if !st.Mode().IsRegular() {
+				diags = append(diags, notRegular(p, st.Mode()))
+				continue
+			}
+			if !l.skipHostChecks {
+				diags = append(diags, checkConfigFile(p, true)...)
+			}
 			add(p)
 			continue
+		}
+		if !l.skipHostChecks {
+			diags = append(diags, checkConfigDir(p)...)
 		}
 		entries, err := os.ReadDir(p)
 		if err != nil {
@@ -150,11 +180,24 @@ func listFiles(paths []string) ([]string, hcl.Diagnostics) {
 				continue
 			}
 			full := filepath.Join(p, name)
-			if fi, err := os.Stat(full); err != nil || !fi.Mode().IsRegular() {
+			n++
+			fi, err := os.Stat(full)
+			switch {
+			case err != nil:
+				detail := fmt.Sprintf("Reading %s failed: %v.", full, cause(err))
+				if errors.Is(err, fs.ErrNotExist) {
+					detail = fmt.Sprintf("%s is a symbolic link to a file that does not exist. Restore the file or remove the link: every *.hcl entry of %s is a policy file.", full, p)
+				}
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Cannot read policy file", Detail: detail})
+				continue
+			case !fi.Mode().IsRegular():
+				diags = append(diags, notRegular(full, fi.Mode()))
 				continue
 			}
+			if !l.skipHostChecks {
+				diags = append(diags, checkConfigFile(full, false)...)
+			}
 			add(full)
-			n++
 		}
 		if n == 0 {
 			diags = append(diags, &hcl.Diagnostic{
@@ -183,9 +226,11 @@ type loading struct {
 	order map[string]int
 	cfg   *Config
 	diags hcl.Diagnostics
+	// stateDirRange is where state_dir was set, nil for the default.
+	stateDirRange *hcl.Range
 }
 
-func (l *Loader) load(srcs []source) (*Config, hcl.Diagnostics) {
+func (l *Loader) load(srcs []source, host bool) (*Config, hcl.Diagnostics) {
 	lookup := l.LookupEnv
 	if lookup == nil {
 		lookup = os.LookupEnv
@@ -226,6 +271,9 @@ func (l *Loader) load(srcs []source) (*Config, hcl.Diagnostics) {
 	// literal must not reach a plugin that might quote it.
 	if !ld.diags.HasErrors() {
 		ld.decode()
+		if host {
+			ld.checkHost()
+		}
 	}
 	ld.dropCascades()
 	ld.sortDiagnostics()
@@ -304,6 +352,7 @@ func (ld *loading) decodeSettings() {
 							dir = filepath.Join(f.dir, dir)
 						}
 						ld.cfg.StateDir = filepath.Clean(dir)
+						ld.stateDirRange = attr.Expr.Range().Ptr()
 					}
 				}
 			}
@@ -392,12 +441,13 @@ func (ld *loading) decodeConnections() {
 			}
 			name := blk.Labels[0]
 			if !connectionName.MatchString(name) {
-				ld.diags = append(ld.diags, errAt(blk.LabelRanges[0], "Invalid connection name", fmt.Sprintf("The connection name %q is not valid: it is used in references such as %s.main, so it must start with a letter or underscore and hold only letters, digits, underscores and dashes.", name, blk.Type)))
-				continue
+				// Reported; the block is still decoded, for its own
+				// problems.
+				ld.diags = append(ld.diags, errAt(blk.LabelRanges[0], "Invalid connection name", fmt.Sprintf("The connection name %s is not valid: it is used in references such as %s.main, so it must start with a letter or underscore and hold only letters, digits, underscores and dashes.", quoteShort(name), blk.Type)))
 			}
 			key := blk.Type + "." + name
 			if prev, dup := seen[key]; dup {
-				ld.diags = append(ld.diags, duplicate(blk.DefRange, prev, "connection", fmt.Sprintf("A %s connection named %q is already declared; connection names are unique per kind across all files.", blk.Type, name)))
+				ld.diags = append(ld.diags, duplicate(blk.DefRange, prev, "connection", fmt.Sprintf("%s connection named %s is already declared; connection names are unique per kind across all files.", plugin.Article(blk.Type, true), quoteShort(name))))
 				continue
 			}
 			seen[key] = blk.DefRange
@@ -531,6 +581,19 @@ func didYouMean(given string, options []string) string {
 	return fmt.Sprintf(" Did you mean %q?", best)
 }
 
+// quoteShort quotes s as %q does, cut to 80 bytes: names in messages may
+// be anything a file holds.
+func quoteShort(s string) string {
+	if len(s) <= 80 {
+		return fmt.Sprintf("%q", s)
+	}
+	cut := 80
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%q... (%d bytes)", s[:cut], len(s))
+}
+
 // sortedAttributes returns the attributes of b in source order.
 func sortedAttributes(b *hclsyntax.Body) []*hclsyntax.Attribute {
 	attrs := make([]*hclsyntax.Attribute, 0, len(b.Attributes))
@@ -541,4 +604,23 @@ func sortedAttributes(b *hclsyntax.Body) []*hclsyntax.Attribute {
 		return cmp.Compare(x.SrcRange.Start.Byte, y.SrcRange.Start.Byte)
 	})
 	return attrs
+}
+
+func notRegular(p string, mode fs.FileMode) *hcl.Diagnostic {
+	what := "not a regular file"
+	switch {
+	case mode.IsDir():
+		what = "a directory"
+	case mode&fs.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case mode&fs.ModeSocket != 0:
+		what = "a socket"
+	case mode&fs.ModeDevice != 0:
+		what = "a device"
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Not a policy file",
+		Detail:   fmt.Sprintf("%s is %s, not a regular file. Every *.hcl entry of a configuration directory is read as a policy file; rename or remove it.", p, what),
+	}
 }

@@ -84,7 +84,7 @@ func TestLoadGoodDirectory(t *testing.T) {
 	if p.StepTimeout != 5*time.Minute || p.MaxFailures != 3 || p.RotateBlind {
 		t.Errorf("policy settings = %v %v %v", p.StepTimeout, p.MaxFailures, p.RotateBlind)
 	}
-	prov := p.Provider.Provider.(*testProvider)
+	prov := p.Provider.Provider.(deactivatingTestProvider).testProvider
 	if p.Provider.Kind != "test" || prov.Target() != "test:svc-payments" || prov.secret != "from-the-environment" || prov.conn == nil || prov.conn.Name != "main" {
 		t.Errorf("provider = %+v", prov)
 	}
@@ -203,9 +203,6 @@ func TestLoadPaths(t *testing.T) {
 	write(".hidden.hcl", "this is not HCL {")
 	write("notes.txt", "neither is this {")
 	write("c.hcl.bak", "nor this {")
-	if err := os.Mkdir(filepath.Join(dir, "sub.hcl"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	extra := filepath.Join(t.TempDir(), "extra.conf")
 	if err := os.WriteFile(extra, []byte(pol("z")), 0o600); err != nil {
 		t.Fatal(err)
@@ -240,5 +237,22 @@ func TestTooManyDiagnostics(t *testing.T) {
 	_, diags := l.LoadSources(map[string][]byte{"junk.hcl": bytes.Repeat([]byte{0x1e}, 5000)})
 	if len(diags) != MaxDiagnostics+1 || !diags.HasErrors() || diags[MaxDiagnostics].Summary != "Too many problems" {
 		t.Errorf("%d diagnostics, last %q", len(diags), diags[len(diags)-1].Summary)
+	}
+}
+
+// TestAllProblemsInOneRun: a file with five independent mistakes (an
+// invalid policy name among them, and a cross-field rule) gets all five
+// in one load (issue 10).
+func TestAllProblemsInOneRun(t *testing.T) {
+	t.Parallel()
+	l := &Loader{LookupEnv: testEnv}
+	_, diags := l.Load("testdata/bad/five-mistakes.hcl")
+	want := []string{"Invalid policy name", "Invalid max_age", "Invalid window", "Unknown sink kind", "Unsupported argument"}
+	var got []string
+	for _, d := range diags {
+		got = append(got, d.Summary)
+	}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

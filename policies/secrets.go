@@ -9,6 +9,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/rekeyhq/rekey/plugin"
 )
 
 // secretAdvice ends every diagnostic about a secret literal.
@@ -27,30 +29,12 @@ var secretPatterns = []struct {
 	{"a Slack token", regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},
 }
 
-// secretNameSuffixes are attribute names (or endings of names) whose
-// literal value would be a secret.
-var secretNameSuffixes = []string{"password", "passphrase", "secret", "token", "secret_id", "secret_access_key", "api_key", "private_key", "authorization"}
-
-// secretNameExempt lists attributes whose name matches a secret name but
-// which hold a name, not a secret: "BLOCKTYPE KIND ATTRIBUTE".
-var secretNameExempt = map[string]bool{
-	"sink aws_secretsmanager secret_id":  true,
-	"probe aws_secretsmanager secret_id": true,
-}
-
-// isSecretName reports whether an attribute of this name must not be given
-// a literal value.
-func isSecretName(name string) bool {
-	n := strings.ToLower(name)
-	if strings.HasSuffix(n, "_file") || strings.HasSuffix(n, "_env") {
-		return false
-	}
-	for _, s := range secretNameSuffixes {
-		if strings.HasSuffix(n, s) {
-			return true
-		}
-	}
-	return false
+// sensitive reports whether the attribute name of a block of this type
+// and kind must not be given a literal value: what the kind declared
+// (plugin.Declare), or plugin.DefaultRole for what it did not.
+func sensitive(block, kind, name string) bool {
+	role := plugin.Role(block, kind, name)
+	return role&plugin.Sensitive != 0 && role&plugin.NotSensitive == 0
 }
 
 // secretMarkers are substrings every pattern match contains; most strings
@@ -75,8 +59,29 @@ func matchSecret(s string) (string, bool) {
 // mask before the source is shown in a snippet.
 func scanSecrets(body *hclsyntax.Body) (hcl.Diagnostics, []hcl.Range) {
 	var s secretScan
-	s.body(body, "", "")
+	s.body(body, declOwner{}, 0)
 	return s.diags, s.mask
+}
+
+// declOwner is the plugin kind whose declaration governs a block's
+// attributes: the connection kind of a top-level block, the kind of a
+// policy's provider, sink, probe, reload or notify block; nested blocks
+// belong to the kind around them. Settings and policy attributes have
+// none and get the defaults.
+type declOwner struct{ block, kind string }
+
+// blockOwner returns the owner of blk, found at the given depth (0: top
+// level) inside a block owned by parent.
+func blockOwner(blk *hclsyntax.Block, parent declOwner, depth int) declOwner {
+	switch {
+	case depth == 0 && blk.Type == "policy":
+		return declOwner{block: "policy"}
+	case depth == 0:
+		return declOwner{"connection", blk.Type}
+	case parent.block == "policy" && len(blk.Labels) > 0:
+		return declOwner{blk.Type, blk.Labels[0]}
+	}
+	return parent
 }
 
 type secretScan struct {
@@ -84,9 +89,9 @@ type secretScan struct {
 	mask  []hcl.Range
 }
 
-func (s *secretScan) body(b *hclsyntax.Body, blockType, kind string) {
+func (s *secretScan) body(b *hclsyntax.Body, o declOwner, depth int) {
 	for _, attr := range sortedAttributes(b) {
-		s.attribute(attr, blockType, kind)
+		s.attribute(attr, o)
 	}
 	for _, blk := range b.Blocks {
 		for i, label := range blk.Labels {
@@ -100,11 +105,7 @@ func (s *secretScan) body(b *hclsyntax.Body, blockType, kind string) {
 				})
 			}
 		}
-		k := ""
-		if len(blk.Labels) > 0 {
-			k = blk.Labels[0]
-		}
-		s.body(blk.Body, blk.Type, k)
+		s.body(blk.Body, blockOwner(blk, o, depth), depth+1)
 	}
 }
 
@@ -169,7 +170,7 @@ func isTemplate(s string) bool {
 // written out in the file.
 func (r literalScan) literalValue() bool { return !r.indirect && r.nonEmpty > 0 }
 
-func (s *secretScan) attribute(attr *hclsyntax.Attribute, blockType, kind string) {
+func (s *secretScan) attribute(attr *hclsyntax.Attribute, o declOwner) {
 	all := scanLiterals(attr.Expr)
 	var (
 		hit    = all.hit
@@ -178,7 +179,7 @@ func (s *secretScan) attribute(attr *hclsyntax.Attribute, blockType, kind string
 	switch {
 	case hit != nil:
 		detail = fmt.Sprintf("The value of %q looks like %s.", attr.Name, all.what)
-	case isSecretName(attr.Name) && all.literalValue() && !secretNameExempt[blockType+" "+kind+" "+attr.Name]:
+	case sensitive(o.block, o.kind, attr.Name) && all.literalValue():
 		r := attr.Expr.Range()
 		hit = &r
 		detail = fmt.Sprintf("%q holds a secret, so its value must not be written here.", attr.Name)
@@ -196,7 +197,7 @@ func (s *secretScan) attribute(attr *hclsyntax.Attribute, blockType, kind string
 					continue
 				}
 				name := strings.ReplaceAll(k.AsString(), "-", "_")
-				if isSecretName(name) && scanLiterals(item.ValueExpr).literalValue() {
+				if plugin.DefaultRole(name)&plugin.Sensitive != 0 && scanLiterals(item.ValueExpr).literalValue() {
 					r := item.ValueExpr.Range()
 					hit = &r
 					detail = fmt.Sprintf("%q in %q holds a secret, so its value must not be written here.", k.AsString(), attr.Name)

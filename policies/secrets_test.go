@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -115,7 +116,7 @@ testconn "main" {
   secret        = trimspace(file("x"))
 }
 policy "p" {
-  sink "aws_secretsmanager" {
+  sink "test" {
     secret_id = "payments/aws"
     fields    = { AWS_SECRET_ACCESS_KEY = "secret_access_key", password = "password" }
   }
@@ -141,18 +142,58 @@ policy "p" {
 	}
 }
 
-func TestIsSecretName(t *testing.T) {
+func TestSensitiveDefaults(t *testing.T) {
 	t.Parallel()
 	for name, want := range map[string]bool{
 		"password": true, "db_password": true, "secret": true, "client_secret": true, "token": true,
 		"vault_token": true, "secret_id": true, "secret_access_key": true, "api_key": true, "x_api_key": true,
-		"private_key": true, "PASSWORD": true,
+		"private_key": true, "PASSWORD": true, "dsn": true,
 		"password_file": false, "token_env": false, "secret_id_file": false, "name": false, "tokens": false,
-		"key": false, "path": false,
+		"key": false, "path": false, "password_field": false,
 	} {
-		if got := isSecretName(name); got != want {
-			t.Errorf("isSecretName(%q) = %v, want %v", name, got, want)
+		if got := sensitive("provider", "undeclared", name); got != want {
+			t.Errorf("sensitive(%q) = %v, want %v", name, got, want)
 		}
+	}
+}
+
+// TestSecretsFollowDeclarations: the secret-literal check reads what a kind
+// declares (plugin.Declare, in kinds_test.go for the test kinds): a
+// declared Sensitive attribute with an unremarkable name is refused, a
+// NotSensitive one with a secret-looking name is not, and a kind that
+// declares nothing gets the defaults.
+func TestSecretsFollowDeclarations(t *testing.T) {
+	t.Parallel()
+	src := `
+testconn "c" {
+  connect_string = "host=db user=app pass=hunter2"
+}
+policy "p" {
+  provider "test" {
+    connect_string = "host=db user=app pass=hunter2"
+  }
+  sink "test" {
+    secret_id = "payments/db"
+  }
+  probe "test" {
+    secret_id = "payments/db"
+  }
+}
+`
+	f, diags := hclsyntax.ParseConfig([]byte(src), "decl.hcl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	got, _ := scanSecrets(f.Body.(*hclsyntax.Body))
+	var lines []int
+	for _, d := range got {
+		lines = append(lines, d.Subject.Start.Line)
+	}
+	// testconn and the test provider declare connect_string Sensitive; the
+	// test sink declares secret_id NotSensitive; the test probe declares
+	// nothing, so secret_id is sensitive by default.
+	if want := []int{3, 7, 13}; fmt.Sprint(lines) != fmt.Sprint(want) {
+		t.Errorf("secret diagnostics on lines %v, want %v: %v", lines, want, got)
 	}
 }
 

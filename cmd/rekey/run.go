@@ -39,16 +39,11 @@ func (a *app) cmdRun(args []string) int {
 // reload and a second SIGINT or SIGTERM during shutdown into an immediate
 // exit.
 func (a *app) daemon(ctx context.Context, cfgPath string) int {
-	cfg, ld := a.loadConfig(cfgPath)
+	cfg, _ := a.loadConfig(cfgPath)
 	if cfg == nil {
 		return ExitConfig
 	}
 	log := newLogger(a.stderr, cfg.Log)
-	if err := checkFiles(cfg, ld.Files()); err != nil {
-		log.Error().Err(err).Msg("refusing to start: files others could change or read")
-		cfg.Connections.Close()
-		return ExitConfig
-	}
 	hardenProcess(cfg, log)
 	d, err := rekeyd.New(cfg, rekeyd.Options{Logger: log, Version: version, Load: func() (*policies.Config, error) { return reloadConfig(cfgPath) }})
 	if err != nil {
@@ -107,10 +102,6 @@ func reloadConfig(path string) (*policies.Config, error) {
 			next.Connections.Close()
 		}
 		return nil, fmt.Errorf("%s", buf.String())
-	}
-	if err := checkFiles(next, ld.Files()); err != nil {
-		next.Connections.Close()
-		return nil, fmt.Errorf("files others could change or read: %w", err)
 	}
 	return next, nil
 }

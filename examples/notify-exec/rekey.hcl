@@ -33,7 +33,7 @@ policy "intranet-session-secret" {
   }
 
   notify "exec" {
-    command = ["/usr/local/libexec/rekey/notify-mail", "platform-oncall@example.com"]
+    command = ["./notify-mail.sh", "platform-oncall@example.com"]
     env     = { MAIL_FROM = "rekey@example.com" }
     timeout = "30s"
   }

@@ -16,8 +16,8 @@ policy "partner-upload-aws" {
   every = "14d"
 
   provider "exec" {
-    create = ["/usr/local/libexec/rekey/partner-iam-key", "create"]
-    delete = ["/usr/local/libexec/rekey/partner-iam-key", "delete"]
+    create = ["./partner-iam-key.sh", "create"]
+    delete = ["./partner-iam-key.sh", "delete"]
     target = "partner-iam:uploader"
   }
 

@@ -4,9 +4,9 @@ policy "inventory-api-token" {
   every = "14d"
 
   provider "exec" {
-    create = ["/usr/local/libexec/rekey/inventory-token", "create"]
-    delete = ["/usr/local/libexec/rekey/inventory-token", "revoke"]
-    list   = ["/usr/local/libexec/rekey/inventory-token", "list"]
+    create = ["./inventory-token.sh", "create"]
+    delete = ["./inventory-token.sh", "revoke"]
+    list   = ["./inventory-token.sh", "list"]
   }
 
   sink "file" {
@@ -19,7 +19,7 @@ policy "inventory-api-token" {
   # The new token itself works: the script reads it from REKEY_KEY_TOKEN.
   probe "exec" {
     target      = "key"
-    command     = ["/usr/local/libexec/rekey/inventory-smoke-test", "--read-only"]
+    command     = ["./inventory-smoke-test.sh", "read-only=1"]
     pass_key    = true
     run_timeout = "20s"
     timeout     = "2m" # retries: new tokens take a moment to propagate
@@ -33,7 +33,7 @@ policy "inventory-api-token" {
   # The dependent works with it: its own status command, no key needed.
   probe "exec" {
     target  = "dependent"
-    command = ["/usr/bin/inventory-sync", "status", "--check-upstream"]
+    command = ["./inventory-sync-status.sh"]
     env     = { INVENTORY_SYNC_CONFIG = "/etc/inventory-sync/config.toml" }
   }
 

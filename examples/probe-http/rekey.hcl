@@ -5,9 +5,9 @@ policy "partner-api-key" {
   every = "60d"
 
   provider "exec" {
-    create = ["/usr/local/libexec/rekey/partner-api-key", "create"]
-    delete = ["/usr/local/libexec/rekey/partner-api-key", "delete"]
-    list   = ["/usr/local/libexec/rekey/partner-api-key", "list"]
+    create = ["./partner-api-key.sh", "create"]
+    delete = ["./partner-api-key.sh", "delete"]
+    list   = ["./partner-api-key.sh", "list"]
   }
 
   sink "file" {

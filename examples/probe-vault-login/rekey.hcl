@@ -13,8 +13,8 @@ policy "nightly-export-vault-token" {
   every = "7d"
 
   provider "exec" {
-    create = ["/usr/local/libexec/rekey/vault-token", "create", "--policy=nightly-export"]
-    delete = ["/usr/local/libexec/rekey/vault-token", "revoke-accessor"]
+    create = ["./vault-token.sh", "create", "--policy=nightly-export"]
+    delete = ["./vault-token.sh", "revoke-accessor"]
   }
 
   sink "file" {

@@ -5,12 +5,12 @@ policy "legacy-reports-api" {
   every = "30d"
 
   provider "exec" {
-    create     = ["/usr/local/libexec/rekey/legacy-api-key", "create"]
-    delete     = ["/usr/local/libexec/rekey/legacy-api-key", "delete"]
-    list       = ["/usr/local/libexec/rekey/legacy-api-key", "list"]
-    deactivate = ["/usr/local/libexec/rekey/legacy-api-key", "disable"]
-    activate   = ["/usr/local/libexec/rekey/legacy-api-key", "enable"]
-    last_used  = ["/usr/local/libexec/rekey/legacy-api-key", "last-used"]
+    create     = ["./legacy-api-key.sh", "create"]
+    delete     = ["./legacy-api-key.sh", "delete"]
+    list       = ["./legacy-api-key.sh", "list"]
+    deactivate = ["./legacy-api-key.sh", "disable"]
+    activate   = ["./legacy-api-key.sh", "enable"]
+    last_used  = ["./legacy-api-key.sh", "last-used"]
 
     max_keys    = 2     # the API allows two keys per service account
     usage_delay = "15m" # its "last used" figure lags by up to 15 minutes

@@ -24,7 +24,7 @@ policy "webhook-signing-secret" {
   # The receiver must accept a request signed with the new secret.
   probe "exec" {
     target   = "key"
-    command  = ["/usr/local/libexec/rekey/send-signed-test-webhook", "http://127.0.0.1:8090/hooks/test"]
+    command  = ["./send-signed-test-webhook.sh", "http://127.0.0.1:8090/hooks/test"]
     pass_key = true
   }
 

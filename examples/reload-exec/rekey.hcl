@@ -36,7 +36,7 @@ policy "signed-url-secret" {
   # A URL signed with the new secret must be served.
   probe "exec" {
     target   = "dependent"
-    command  = ["/usr/local/libexec/rekey/fetch-signed-url", "https://media.internal/probe.txt"]
+    command  = ["./fetch-signed-url.sh", "https://media.internal/probe.txt"]
     pass_key = true
   }
 

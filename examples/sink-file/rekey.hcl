@@ -35,7 +35,7 @@ policy "reports-db-password" {
   }
 
   reload "exec" {
-    command  = ["/usr/local/libexec/rekey/set-reports-db-password"]
+    command  = ["./set-reports-db-password.sh"]
     pass_key = true
   }
 

@@ -48,7 +48,7 @@ policy "orders-db-password" {
   # The dependent works with the new password: its own readiness check.
   probe "exec" {
     target  = "dependent"
-    command = ["/usr/local/bin/orders", "check", "--database"]
+    command = ["./orders-check.sh"]
   }
 
   revoke {

@@ -32,3 +32,28 @@ func CheckDir(path string, opts FileOptions) error {
 	}
 	return nil
 }
+
+// CheckExecutable checks that path is a regular file; ACLs are not
+// inspected.
+func CheckExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("checking the program: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("checking the program: %s is not a regular file", path)
+	}
+	return nil
+}
+
+// CheckStateDir checks that path, if it exists, is a directory.
+func CheckStateDir(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if !fi.IsDir() {
+		return &StateDirError{Path: path, Problem: path + " is not a directory"}
+	}
+	return nil
+}

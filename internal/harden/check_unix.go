@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -42,7 +43,7 @@ func check(path string, dir bool, opts FileOptions) error {
 		if me := os.Geteuid(); uid != 0 && uid != me {
 			return &InsecureError{
 				Path:    path,
-				Problem: fmt.Sprintf("owned by %s, not by root or %s, the user rekey runs as", userName(uid), userName(me)),
+				Problem: ownerProblem(userName(uid), me, userName(me)),
 				Mode:    fi.Mode(),
 				Fix:     fmt.Sprintf("chown %s %s", userName(me), path),
 			}
@@ -98,4 +99,52 @@ func who(perm, group, other fs.FileMode) string {
 	default:
 		return "others"
 	}
+}
+
+// ownerProblem says who owns a file and who may; running as root, root is
+// named once.
+func ownerProblem(owner string, me int, meName string) string {
+	if me == 0 {
+		return fmt.Sprintf("owned by %s, not by root, the user rekey runs as", owner)
+	}
+	return fmt.Sprintf("owned by %s, not by root or %s, the user rekey runs as", owner, meName)
+}
+
+// CheckExecutable refuses a program rekey would run that is missing, not
+// an executable regular file, or that another user could change: the
+// file itself (as CheckFile), or the directory holding it when that is
+// writable by group or others without the sticky bit (anyone could
+// replace the program). Symbolic links are followed.
+func CheckExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("checking the program: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("checking the program: %s is not a regular file", path)
+	}
+	if err := syscall.Access(path, 1); err != nil || fi.Mode().Perm()&0o111 == 0 {
+		return &NotExecutableError{Path: path, Mode: fi.Mode()}
+	}
+	if err := CheckFile(path, FileOptions{}); err != nil {
+		return err
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return fmt.Errorf("checking the program: %w", err)
+	}
+	dir := filepath.Dir(real)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("checking the program: %w", err)
+	}
+	if di.Mode().Perm()&0o022 != 0 && di.Mode()&fs.ModeSticky == 0 {
+		return &InsecureError{
+			Path:    dir,
+			Problem: "holds " + filepath.Base(real) + ", which rekey runs, and is writable by " + who(di.Mode().Perm(), 0o020, 0o002),
+			Mode:    di.Mode(),
+			Fix:     fmt.Sprintf("chmod %04o %s", di.Mode().Perm()&^0o022, dir),
+		}
+	}
+	return nil
 }

@@ -174,3 +174,96 @@ func TestCheckFollowsSymlinks(t *testing.T) {
 		t.Errorf("CheckFile(link to a 0644 secret) = %v, want ErrInsecure", err)
 	}
 }
+
+func TestOwnerProblemNamesRootOnce(t *testing.T) {
+	t.Parallel()
+	if got := ownerProblem("alice", 0, "root"); strings.Contains(got, "root or root") || got != "owned by alice, not by root, the user rekey runs as" {
+		t.Errorf("as root: %q", got)
+	}
+	if got := ownerProblem("alice", 1000, "rekey"); got != "owned by alice, not by root or rekey, the user rekey runs as" {
+		t.Errorf("as rekey: %q", got)
+	}
+}
+
+func TestCheckExecutable(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if err := CheckExecutable(write("ok", 0o755)); err != nil {
+		t.Errorf("0755: %v", err)
+	}
+	var notExec *NotExecutableError
+	if err := CheckExecutable(write("plain", 0o644)); !errors.As(err, &notExec) || !strings.Contains(err.Error(), "fix: chmod 0744") {
+		t.Errorf("0644: %v", err)
+	}
+	if err := CheckExecutable(write("open", 0o777)); !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), "fix: chmod 0755") {
+		t.Errorf("0777: %v", err)
+	}
+	if err := CheckExecutable(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+	if err := CheckExecutable(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("directory: %v", err)
+	}
+	shared := filepath.Join(dir, "shared")
+	if err := os.Mkdir(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(shared, "hook")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckExecutable(p); !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), "holds hook, which rekey runs") {
+		t.Errorf("in a 0777 directory: %v", err)
+	}
+	if err := os.Chmod(shared, os.ModeSticky|0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckExecutable(p); err != nil {
+		t.Errorf("in a sticky directory: %v", err)
+	}
+}
+
+func TestCheckStateDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := CheckStateDir(filepath.Join(dir, "new", "state")); err != nil {
+		t.Errorf("not yet created: %v", err)
+	}
+	private := filepath.Join(dir, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckStateDir(private); err != nil {
+		t.Errorf("0700 directory: %v", err)
+	}
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var sd *StateDirError
+	for _, p := range []string{"/proc", "/proc/rekey", "/sys/fs", "/dev/shm/rekey", file, filepath.Join(file, "state")} {
+		if err := CheckStateDir(p); !errors.As(err, &sd) {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	open := filepath.Join(dir, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckStateDir(open); !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), "chmod 0700") {
+		t.Errorf("0755: %v", err)
+	}
+}

@@ -48,3 +48,26 @@ func (e *InsecureError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrInsecure) true.
 func (e *InsecureError) Unwrap() error { return ErrInsecure }
+
+// NotExecutableError reports a program that rekey cannot execute.
+type NotExecutableError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+// Error implements error.
+func (e *NotExecutableError) Error() string {
+	return fmt.Sprintf("%s is not executable (mode %04o); fix: chmod %04o %s", e.Path, e.Mode.Perm(), e.Mode.Perm()|0o100, e.Path)
+}
+
+// StateDirError reports a state directory that cannot hold rekey's
+// journal.
+type StateDirError struct {
+	Path    string
+	Problem string
+}
+
+// Error implements error.
+func (e *StateDirError) Error() string {
+	return fmt.Sprintf("the state directory %s cannot hold rekey's journal: %s", e.Path, e.Problem)
+}

@@ -27,6 +27,7 @@ policy "payments-aws" {
     name       = "svc-payments"
     connection = testconn.main
     secret     = env("REKEY_TEST_SECRET")
+    deactivate = true
   }
 
   sink "test" {
