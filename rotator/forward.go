@@ -349,11 +349,30 @@ func (r *run) commit(ctx context.Context) (stepResult, error) {
 		},
 		then: func(ctx context.Context) {
 			r.e.takeLive(r.rec.ID, true)
+			r.finishSinks(ctx)
 			if err := r.e.fp.hit(ctx, "commit.after"); err != nil {
 				r.log.Warn().Err(err).Msg("after commit: continuing")
 			}
 		},
 	}, nil
+}
+
+// finishSinks tells the sinks that keep bookkeeping for a rotation
+// (sinks.Finisher) that it ended: committed or rolled back. A failure is
+// logged; the sink cleans up at its next rotation.
+func (r *run) finishSinks(ctx context.Context) {
+	for _, sb := range r.p.Sinks {
+		f, ok := sb.Sink.(sinks.Finisher)
+		if !ok {
+			continue
+		}
+		fctx, cancel := withStepTimeout(ctx, r.p)
+		err := f.Finish(fctx, r.rotation())
+		cancel()
+		if err != nil {
+			r.log.Warn().Str("sink", sb.Sink.Location()).Err(r.clean(err)).Msg("sink bookkeeping not cleaned up; it is retried at the next rotation")
+		}
+	}
 }
 
 func describeCommit(*policies.Policy) []string { return []string{"commit: the new key is current"} }

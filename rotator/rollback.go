@@ -93,7 +93,12 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 	r.rec.Step = StepRolledBack
 	r.rec.FinishedAt = r.e.now()
 	st, err := r.e.journal.Update(rctx, r.p.Name, func(st *PolicyState) error {
-		r.e.recordFailure(st, r.p, cause)
+		if r.rec.Interrupted {
+			// Stopped from outside: not a failure of the rotation.
+			st.LastError = cause.Error()
+		} else {
+			r.e.recordFailure(st, r.p, cause)
+		}
 		st.LastResult = string(StepRolledBack)
 		st.finish(r.rec)
 		return nil
@@ -102,6 +107,7 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 		return Outcome{}, err
 	}
 	r.emit(rctx, StepRolledBack, ResultRolledBack, 0, cause)
+	r.finishSinks(rctx)
 	if st.Stuck {
 		r.emit(rctx, StepRolledBack, ResultStuck, 0, cause)
 	}

@@ -56,6 +56,15 @@ type Sink interface {
 	Rollback(ctx context.Context, rot plugin.Rotation, st State) error
 }
 
+// Finisher is implemented by sinks that keep bookkeeping for a rotation
+// until it ends (the kubernetes_secret sink keeps the previous value in a
+// companion Secret for rollback). The engine calls Finish once the rotation
+// is committed or rolled back; an error is logged and retried at the next
+// rotation, never fatal.
+type Finisher interface {
+	Finish(ctx context.Context, rot plugin.Rotation) error
+}
+
 // Factory decodes and validates a sink block body.
 type Factory func(env *plugin.Env, body hcl.Body) (Sink, hcl.Diagnostics)
 
