@@ -12,6 +12,8 @@
 #   - awscli (Debian's, an independent client for the AWS emulator's
 #     conformance test); shellcheck (install scripts); systemd-analyze
 #     (the unit); dpkg-deb and rpm (inspecting the built packages)
+#   - kube-apiserver v1.34.2, built from the Go module proxy by
+#     testenv/kube/build.sh and cached outside the checkout
 #   - HashiCorp Vault v1.21.0, built from the Go module proxy by
 #     testenv/vault/build.sh and cached outside the checkout
 #   - Express Gateway 1.16.11 from the npm registry (Debian's nodejs and npm),
@@ -45,8 +47,8 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v rpm >/dev/null || missing+=(rpm)
 command -v mariadbd >/dev/null || missing+=(mariadb-server)
-command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v npm >/dev/null || missing+=(nodejs npm)
@@ -65,6 +67,11 @@ step "Express Gateway 1.16.11 from npm (testenv/expressgw/install.sh)"
 REKEY_EXPRESSGW_DIR=$(sh testenv/expressgw/install.sh)
 export REKEY_EXPRESSGW_DIR
 echo "$REKEY_EXPRESSGW_DIR"
+
+step "kube-apiserver test server (testenv/kube/build.sh)"
+REKEY_KUBE_APISERVER_BIN=$(sh testenv/kube/build.sh)
+export REKEY_KUBE_APISERVER_BIN
+echo "$REKEY_KUBE_APISERVER_BIN"
 
 step "Vault test server (testenv/vault/build.sh)"
 REKEY_VAULT_BIN=$(bash testenv/vault/build.sh)
