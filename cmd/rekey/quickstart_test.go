@@ -586,3 +586,18 @@ func TestInterruptAfterCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusNamesTheReleaseCommand: a stuck policy's status line ends with
+// the command that releases it, with the configuration path (issue 10 §11).
+func TestStatusNamesTheReleaseCommand(t *testing.T) {
+	q := newQuickstart(t, "max_failures = 1")
+	q.seed()
+	os.WriteFile(q.path("state/app/broken"), nil, 0o600)
+	if out, code := q.rekey("rotate", "-config", q.dir, "quickstart"); code != ExitRotation {
+		t.Fatalf("rotate with a broken dependent: %d\n%s", code, out)
+	}
+	out, code := q.rekey("status", "-config", q.dir)
+	if code != ExitOK || !strings.Contains(out, "STUCK") || !strings.Contains(out, "quickstart is stuck: fix the cause, then release it with: rekey rotate -config "+q.dir+" quickstart") {
+		t.Fatalf("status of a stuck policy: %d\n%s", code, out)
+	}
+}
