@@ -15,10 +15,10 @@ set -eu
 version=1.16.11
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${REKEY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/rekey}
-command -v node >/dev/null && command -v npm >/dev/null || {
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
 	echo "expressgw: node and npm are needed (Debian: apt-get install nodejs npm)" >&2
 	exit 1
-}
+fi
 nodemajor=$(node -p 'process.versions.node.split(".")[0]')
 key=$( { cat "$here/install.sh" "$here/package.json"; [ ! -f "$here/package-lock.json" ] || cat "$here/package-lock.json"; echo "node$nodemajor"; } | sha256sum | cut -c1-16)
 dir="$cache/express-gateway-$version-$key"
