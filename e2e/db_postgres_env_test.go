@@ -33,7 +33,9 @@ type pgWorld struct {
 	roles    []string
 	sinkPath string
 	adminPW  string
-	dep      *pgDependent
+	// adminBlock, when set, replaces the admin block (the password file).
+	adminBlock string
+	dep        *pgDependent
 }
 
 // newPGWorld creates the roles (the first one active with a seed
@@ -77,6 +79,10 @@ func (w *pgWorld) provider(host string, port int, extra string) string {
 	if len(w.roles) == 2 {
 		names = fmt.Sprintf("usernames = [%q, %q]", w.roles[0], w.roles[1])
 	}
+	admin := w.adminBlock
+	if admin == "" {
+		admin = fmt.Sprintf("admin {\n      username      = %q\n      password_file = %q\n    }", dbtest.PGAdmin, w.adminPW)
+	}
 	return fmt.Sprintf(`  provider "postgres" {
     host    = %q
     port    = %d
@@ -84,12 +90,9 @@ func (w *pgWorld) provider(host string, port int, extra string) string {
     sslmode = "disable"
     %s
     %s
-    admin {
-      username      = %q
-      password_file = %q
-    }
+    %s
   }
-`, host, port, dbtest.PGDatabase, names, extra, dbtest.PGAdmin, w.adminPW)
+`, host, port, dbtest.PGDatabase, names, extra, admin)
 }
 
 // policy is a whole policy: the provider, the file sink, the login probe,
