@@ -660,12 +660,28 @@ func runSequence(cfg seqConfig) (res seqResult) {
 			reconcile = false
 		}
 		var err error
-		if guard(func() { out, err = e.Rotate(ctx, "pay", RotateOptions{UntilDone: true}) }) {
+		// A rotation in flight is sometimes continued as the daemon's
+		// scheduler does (Advance: a stuck policy stays stuck), otherwise
+		// as an operator's rekey rotate -wait.
+		call := "rotate"
+		if st, _, _ := j.Get(ctx, "pay"); st.Active != nil && h.rng.IntN(4) == 0 {
+			call = "advance"
+		}
+		if guard(func() {
+			if call == "advance" {
+				out, err = e.Advance(ctx, "pay")
+				if err == nil && out.Result == OutcomeCommitted {
+					_ = sleepUntil(ctx, time.Now, minTime(out.Next, time.Now().Add(50*time.Millisecond)))
+				}
+				return
+			}
+			out, err = e.Rotate(ctx, "pay", RotateOptions{UntilDone: true})
+		}) {
 			e = newEngine()
 			reconcile = true
 			continue
 		}
-		h.trace = append(h.trace, fmt.Sprintf("rotate: %s at %s", out.Result, out.Step))
+		h.trace = append(h.trace, fmt.Sprintf("%s: %s at %s", call, out.Result, out.Step))
 		if err != nil {
 			scan("the error of Rotate", []byte(err.Error()))
 		}
