@@ -75,7 +75,7 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 		if err := r.e.retry(rctx, r.p, func(ctx context.Context) error { return prov.Delete(ctx, id) }); err != nil && !errors.Is(err, plugin.ErrNotFound) {
 			if d, ok := prov.(providers.Deactivator); ok {
 				if derr := d.Deactivate(rctx, id); derr == nil {
-					r.log.Warn().Err(err).Str("key", secret.Mask(id)).Msg("could not delete the new key; deactivated it instead, retrying deletion later")
+					r.log.Warn().Err(r.clean(err)).Str("key", secret.Mask(id)).Msg("could not delete the new key; deactivated it instead, retrying deletion later")
 				}
 			}
 			return r.rollbackPending(rctx, cause, fmt.Errorf("deleting new key %s: %w", secret.Mask(id), err))
