@@ -800,7 +800,7 @@ func TestFaultHarness(t *testing.T) {
 		}
 		close(seeds)
 		wg.Wait()
-		t.Log(stats.summary())
+		t.Logf("%s (seeds %d to %d: -harness.seed=%d -harness.n=%d replays this run)", stats.summary(), first, first+uint64(n)-1, first, n)
 		sort.Slice(failed, func(i, j int) bool { return failed[i] < failed[j] })
 		for i, seed := range failed {
 			if i == 5 {
