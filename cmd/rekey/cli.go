@@ -74,6 +74,7 @@ func init() {
 		{"fmt", "[-check | -write] [-config PATH] [PATH...]", "rewrite policy files in canonical layout", (*app).cmdFmt},
 		{"service", "install|uninstall|start|stop|restart|status [-config PATH] [-force]", "manage rekey as a system service (systemd, Windows, launchd)", (*app).cmdService},
 		{"completion", "bash|zsh|fish", "print a shell completion script (commands, flags, policy names)", (*app).cmdCompletion},
+		{"journal", "recover [-config PATH] [-yes]", "rebuild a lost, empty or corrupt journal from the providers' key lists and the audit log", (*app).cmdJournal},
 		{"version", "", "print the version", (*app).cmdVersion},
 	}
 }

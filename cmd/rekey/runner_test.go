@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/secret"
 	"github.com/rekeyhq/rekey/rotator"
 )
 
@@ -160,3 +161,103 @@ func TestRotateWithoutDaemonWritesTheAuditLog(t *testing.T) {
 		}
 	}
 }
+
+// TestSIGTERMDuringSoakLogsNoError: stopping the daemon in the middle of
+// a soak is an ordinary stop (the journal keeps the step): nothing is
+// logged at error level.
+func TestSIGTERMDuringSoakLogsNoError(t *testing.T) {
+	q := newQuickstart(t, "")
+	cfg, _ := os.ReadFile(q.path("rekey.hcl"))
+	cfg = []byte(strings.Replace(string(cfg), `soak  = "500ms"`, `soak  = "1m"`, 1))
+	os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), `timeout  = "1s"`, `timeout  = "30s"`, 1)), 0o644)
+	q.seed()
+	d := q.startDaemon()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := q.status()
+		if st[0].InFlight != nil && st[0].InFlight.Step == "soak" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never reached soak: %+v\n%s", st, d.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("exit: %v\n%s", err, d.logs)
+	}
+	for _, line := range strings.Split(d.logs.String(), "\n") {
+		if strings.Contains(line, `"level":"error"`) {
+			t.Errorf("error-level line on SIGTERM during soak: %s", line)
+		}
+	}
+	if st := q.status()[0]; st.InFlight == nil || st.InFlight.Step != "soak" || st.Failures != 0 {
+		t.Fatalf("after SIGTERM the journal should hold the soak, with no failure counted: %+v", st)
+	}
+}
+
+// TestJournalRecover: a journal deleted while a rotation was parked in
+// its soak (committed, old key inactive, awaiting revocation) makes run
+// refuse; `rekey journal recover` shows what it would adopt and changes
+// nothing; with -yes it adopts the new key as current and the old one as
+// retired, and the next rotation deletes the retired key to make room
+// instead of failing at the provider's key limit (max_keys = 2).
+func TestJournalRecover(t *testing.T) {
+	q := newQuickstart(t, "")
+	cfg, _ := os.ReadFile(q.path("rekey.hcl"))
+	cfg = []byte(strings.Replace(string(cfg), `soak  = "500ms"`, `soak  = "30m"`, 1))
+	os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), `timeout  = "1s"`, `timeout  = "30s"`, 1)), 0o644)
+	old := q.seed()
+	if out, code := q.rekey("rotate", "-config", q.dir, "quickstart"); code != 0 || !strings.Contains(out, "committed") {
+		t.Fatalf("rotate: %d\n%s", code, out)
+	}
+	st := q.status()[0]
+	if st.InFlight == nil || st.Generation != 1 {
+		t.Fatalf("the rotation should be parked after commit: %+v", st)
+	}
+	keys := q.keys()
+	var newKey string
+	for id := range keys {
+		if id != old {
+			newKey = id
+		}
+	}
+	if len(keys) != 2 || newKey == "" {
+		t.Fatalf("keys: %v", keys)
+	}
+	journal := q.path("state/rekey/" + rotator.JournalFile)
+	os.Remove(journal)
+
+	if out, code := q.rekey("rotate", "-config", q.dir, "quickstart"); code != ExitRuntime || !strings.Contains(out, "rekey journal recover") {
+		t.Fatalf("rotate with the journal lost: %d\n%s", code, out)
+	}
+	out, code := q.rekey("journal", "recover", "-config", q.dir)
+	if code != 0 || !strings.Contains(out, "adopt "+secretMask(newKey)+" (created") || !strings.Contains(out, "adopt "+secretMask(old)+" as retired") ||
+		!strings.Contains(out, "Nothing was changed") {
+		t.Fatalf("recover without -yes: %d\n%s", code, out)
+	}
+	if _, err := os.Stat(journal); err == nil {
+		t.Fatal("recover without -yes wrote a journal")
+	}
+	assertNoCanary(t, "recover output", []byte(out))
+	if out, code := q.rekey("journal", "recover", "-yes", "-config", q.dir); code != 0 || !strings.Contains(out, "Wrote a new journal") {
+		t.Fatalf("recover -yes: %d\n%s", code, out)
+	}
+	st = q.status()[0]
+	if st.Generation != 1 || st.CurrentKey != secretMask(newKey) || st.InFlight != nil {
+		t.Fatalf("status after recovery: %+v", st)
+	}
+	if out, code := q.rekey("rotate", "-config", q.dir, "quickstart"); code != 0 || !strings.Contains(out, "committed") {
+		t.Fatalf("rotate after recovery: %d\n%s", code, out)
+	}
+	keys = q.keys()
+	if _, ok := keys[old]; ok || len(keys) != 2 || keys[newKey].status != "inactive" {
+		t.Fatalf("after the next rotation the retired key should be gone, and the recovered one retiring: %v", keys)
+	}
+	if st := q.status()[0]; st.Generation != 2 {
+		t.Fatalf("generation after recovery and rotation: %+v", st)
+	}
+}
+
+func secretMask(id string) string { return secret.Mask(id) }

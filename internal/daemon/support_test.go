@@ -15,7 +15,8 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rs/zerolog"
 
-	_ "github.com/rekeyhq/rekey/internal/standard"
+	_ "github.com/rekeyhq/rekey/providers/random"
+	_ "github.com/rekeyhq/rekey/sinks/file"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/probes"
