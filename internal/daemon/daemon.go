@@ -23,7 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/internal/audit"
@@ -134,13 +133,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer aud.Close()
 	m := metrics.New(d.opts.Version)
-	journalOK := prometheus.NewGauge(prometheus.GaugeOpts{Name: "rekey_journal_ok",
-		Help: "1 while the journal file is the one the daemon opened; 0 once it was deleted or replaced (scheduling stopped)."})
-	journalOK.Set(1)
-	m.Registry().MustRegister(journalOK)
-	aud.OnError = func(err error) {
-		log.Error().Err(err).Msg("writing the audit log failed: the rotation stops before its next irreversible step")
-	}
 	engine, err := rotator.New(engineOptions(j, aud, log))
 	if err != nil {
 		return fmt.Errorf("starting the engine: %w", err)
@@ -256,7 +248,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case err := <-lost:
 			journalLost = true
 			lostErr.Store(&err)
-			journalOK.Set(0)
+			m.JournalOK(false)
 			ready.Store(false)
 			stopSched()
 			ev := log.Error().Err(err)
@@ -292,7 +284,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // engineOptions are the engine's options in the daemon and in `rekey
-// rotate` without a daemon: the same journal and the same audit log.
+// rotate` without a daemon: the same journal, and the same audit log as
+// the engine's synchronous recorder (a failed write stops the rotation
+// before its next irreversible step; the engine logs it).
 func engineOptions(j rotator.Journal, aud *audit.Log, log zerolog.Logger) rotator.Options {
 	o := rotator.Options{Journal: j, Logger: log}
 	if aud != nil {

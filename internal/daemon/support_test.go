@@ -15,11 +15,11 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rs/zerolog"
 
-	_ "github.com/rekeyhq/rekey/providers/random"
-	_ "github.com/rekeyhq/rekey/sinks/file"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/probes"
+	_ "github.com/rekeyhq/rekey/providers/random"
+	_ "github.com/rekeyhq/rekey/sinks/file"
 )
 
 // The tests register a connection kind and a probe kind that keep a

@@ -77,6 +77,7 @@ type Metrics struct {
 	rotations     *prometheus.CounterVec
 	stepDuration  *prometheus.HistogramVec
 	reloadOK      prometheus.Gauge
+	journalOK     prometheus.Gauge
 	reloadTime    prometheus.Gauge
 	buildInfo     *prometheus.GaugeVec
 	notifyFailed  *prometheus.CounterVec
@@ -129,6 +130,10 @@ func New(version string) *Metrics {
 			Name: "rekey_config_last_reload_successful",
 			Help: "1 if the last configuration load or reload succeeded, else 0.",
 		}),
+		journalOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "rekey_journal_ok",
+			Help: "1 while the journal file is the one the daemon opened; 0 once it was deleted or replaced (scheduling stopped).",
+		}),
 		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rekey_config_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful configuration load or reload.",
@@ -147,10 +152,11 @@ func New(version string) *Metrics {
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(
 		m.lastSuccess, m.next, m.keyMaxAge, m.stuck, m.alert, m.rotations, m.stepDuration,
-		m.reloadOK, m.reloadTime, m.buildInfo, m.notifyFailed, keyAgeCollector{m},
+		m.reloadOK, m.journalOK, m.reloadTime, m.buildInfo, m.notifyFailed, keyAgeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	m.journalOK.Set(1)
 	return m
 }
 
@@ -261,6 +267,16 @@ func (m *Metrics) ConfigLoaded(ok bool, at time.Time) {
 	}
 	m.reloadOK.Set(1)
 	m.reloadTime.Set(unix(at))
+}
+
+// JournalOK records whether the journal file is still the one the daemon
+// opened.
+func (m *Metrics) JournalOK(ok bool) {
+	if ok {
+		m.journalOK.Set(1)
+		return
+	}
+	m.journalOK.Set(0)
 }
 
 // NotificationFailed counts a notification of the given notifier kind
