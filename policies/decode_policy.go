@@ -36,7 +36,7 @@ var policyName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 var policySchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "every"}, {Name: "cron"}, {Name: "window"}, {Name: "jitter"}, {Name: "max_age"},
-		{Name: "rotate_blind"}, {Name: "step_timeout"}, {Name: "max_failures"},
+		{Name: "rotate_blind"}, {Name: "step_timeout"}, {Name: "max_failures"}, {Name: "labels"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "provider", LabelNames: []string{"kind"}},
@@ -179,6 +179,9 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 	if a, ok := attrs["max_age"]; ok {
 		s.MaxAge, _ = ld.duration(a, f.ctx, positive)
 	}
+	if a, ok := attrs["labels"]; ok {
+		p.Labels = ld.decodeLabels(a, f.ctx)
+	}
 	if a, ok := attrs["rotate_blind"]; ok {
 		ld.diags = append(ld.diags, decodeExpr(a.Expr, f.ctx, &p.RotateBlind)...)
 	}
@@ -247,6 +250,7 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 	// The cross-field checks run whatever else is wrong: a setting that
 	// is invalid on its own is left at zero, which they skip.
 	ld.crossCheck(p, at)
+	ld.checkGuards(p, blk.Body)
 	if hcl.Diagnostics(ld.diags[start:]).HasErrors() {
 		return nil
 	}

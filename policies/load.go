@@ -236,9 +236,10 @@ func (l *Loader) load(srcs []source, host bool) (*Config, hcl.Diagnostics) {
 		lookup = os.LookupEnv
 	}
 	ld := &loading{order: map[string]int{}, cfg: &Config{
-		StateDir:    DefaultStateDir,
-		Log:         LogSettings{Level: DefaultLogLevel, Format: DefaultLogFormat},
-		Connections: plugin.NewConnections(),
+		StateDir:         DefaultStateDir,
+		Log:              LogSettings{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Connections:      plugin.NewConnections(),
+		ConnectionLabels: map[string]Labels{},
 	}}
 	for i, s := range srcs {
 		ld.order[s.name] = i
@@ -305,7 +306,7 @@ func (ld *loading) decode() {
 }
 
 // reservedTopLevel are the top-level names that are not connection kinds.
-var reservedTopLevel = map[string]bool{"state_dir": true, "disable_mlock": true, "log": true, "server": true, "policy": true}
+var reservedTopLevel = map[string]bool{"state_dir": true, "disable_mlock": true, "log": true, "server": true, "policy": true, "guard": true}
 
 func topSchema() *hcl.BodySchema {
 	s := &hcl.BodySchema{
@@ -313,6 +314,7 @@ func topSchema() *hcl.BodySchema {
 		Blocks: []hcl.BlockHeaderSchema{
 			{Type: "log"},
 			{Type: "server"},
+			{Type: "guard"},
 			{Type: "policy", LabelNames: []string{"name"}},
 		},
 	}
@@ -373,6 +375,8 @@ func (ld *loading) decodeSettings() {
 				}
 				serverBlock = blk.DefRange.Ptr()
 				ld.decodeServer(blk, f)
+			case "guard":
+				ld.decodeGuard(blk, f)
 			}
 		}
 	}
@@ -459,7 +463,12 @@ func (ld *loading) decodeConnections() {
 				EvalContext: f.ctx,
 				Connections: ld.cfg.Connections,
 			}
-			conn, diags := factory(env, name, blk.Body)
+			common, remain, diags := blk.Body.PartialContent(labelsSchema)
+			ld.diags = append(ld.diags, diags...)
+			if a, ok := common.Attributes["labels"]; ok {
+				ld.cfg.ConnectionLabels[key] = ld.decodeLabels(a, f.ctx)
+			}
+			conn, diags := factory(env, name, suggestingBody{remain, labelsSchema})
 			ld.diags = append(ld.diags, diags...)
 			if !diags.HasErrors() {
 				ld.cfg.Connections.Add(blk.Type, name, conn)

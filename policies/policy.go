@@ -32,6 +32,11 @@ type Config struct {
 	Server *Server
 	// Connections are the named connections (vault "main", aws "prod").
 	Connections *plugin.Connections
+	// ConnectionLabels are the labels of the connections, by "KIND.NAME".
+	ConnectionLabels map[string]Labels
+	// Guards are the label names of the guard blocks: a policy may only
+	// use connections with the same value of each.
+	Guards []string
 	// Policies in load order (files in lexical order, blocks in file order).
 	Policies []*Policy
 }
@@ -64,6 +69,8 @@ type Policy struct {
 	// Notify are the policy's notifiers, in file order.
 	Notify []NotifyBlock
 
+	// Labels are the policy's labels, for selectors and guards.
+	Labels Labels
 	// RotateBlind is true when the policy explicitly accepts rotating with
 	// no probe (`rotate_blind = true`); validate warns about it.
 	RotateBlind bool
