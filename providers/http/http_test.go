@@ -432,6 +432,17 @@ func TestMissingConsumer(t *testing.T) {
 // TestMissingFields: an answer without the secret field gets the key
 // deleted at once; one without the id leaves a key that list finds by its
 // rotation id.
+// TestListWithoutItems: an answer without the configured list of keys is
+// an error, never "no keys" (which would hide the key in use and orphans).
+func TestListWithoutItems(t *testing.T) {
+	a, srv := newKeyAPI(t)
+	p := mustDecode(t, strings.Replace(a.config(t, srv.URL, ""), `items = "data"`, `items = "keys"`, 1))
+	_, err := p.(providers.Lister).List(context.Background())
+	if err == nil || !plugin.IsPermanent(err) || !strings.Contains(err.Error(), `no list of keys at "keys"`) {
+		t.Errorf("a list answer without the items: %v", err)
+	}
+}
+
 func TestMissingFields(t *testing.T) {
 	a, srv := newKeyAPI(t)
 	p := mustDecode(t, a.config(t, srv.URL, ""))

@@ -401,7 +401,7 @@ func (p *Provider) list(ctx context.Context) ([]plugin.KeyInfo, error) {
 			items = op.Items.search(doc)
 		}
 		arr, ok := items.([]any)
-		if !ok && items != nil {
+		if !ok {
 			return nil, plugin.Permanent(c.Errorf(r, "the response has no list of keys at %q", pathText(op.Items, "@")))
 		}
 		for i, it := range arr {
