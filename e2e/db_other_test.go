@@ -33,6 +33,11 @@ type dbDependent struct {
 	login    func(ctx context.Context, user, pw string) error
 	refused  func(error) bool
 	srv      *httptest.Server
+	// fail makes /healthz fail while the sink serves another password
+	// than failUnless (the dependent cannot use the new key), to force a
+	// rollback; with the previous value restored it passes again.
+	fail       atomic.Bool
+	failUnless string
 
 	attempts, ok, reloads atomic.Int64
 	mu                    sync.Mutex
@@ -47,6 +52,12 @@ func newDBDependent(h *harness, sinkPath string, login func(ctx context.Context,
 		if r.URL.Path == "/reload" {
 			d.reloads.Add(1)
 			return
+		}
+		if d.fail.Load() {
+			if _, pw, err := d.served(); err != nil || pw != d.failUnless {
+				http.Error(rw, "failing on purpose", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		if err := d.once(r.Context()); err != nil {
 			http.Error(rw, "cannot log in", http.StatusServiceUnavailable)
@@ -136,6 +147,10 @@ func (d *dbDependent) check(t testing.TB) {
 // dbPolicy is a policy around a provider block: the file sink, a login
 // probe of the same kind, a reload hook and the dependent's health.
 func dbPolicy(h *harness, d *dbDependent, provider, probe string) string {
+	return dbPolicyTimeout(h, d, provider, probe, "10s")
+}
+
+func dbPolicyTimeout(h *harness, d *dbDependent, provider, probe, depTimeout string) string {
 	return fmt.Sprintf(`state_dir = "state"
 
 policy "db" {
@@ -158,7 +173,7 @@ policy "db" {
   probe "http" {
     target   = "dependent"
     url      = %q
-    timeout  = "10s"
+    timeout  = %q
     interval = "50ms"
   }
 
@@ -167,7 +182,7 @@ policy "db" {
     soak        = "300ms"
   }
 }
-`, provider, d.sinkPath, probe, h.exe(), helperEnv, d.srv.URL+"/reload", d.srv.URL+"/healthz")
+`, provider, d.sinkPath, probe, h.exe(), helperEnv, d.srv.URL+"/reload", d.srv.URL+"/healthz", depTimeout)
 }
 
 func seedFile(h *harness, name, user, pw, host string, port int) string {

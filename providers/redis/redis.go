@@ -431,6 +431,9 @@ func (p *Provider) set(ctx context.Context, keyID, state string) error {
 		}
 		return fmt.Errorf("%w: %s: key %s", plugin.ErrNotFound, p.Target(), keyID)
 	}
+	if (state == "inactive" && !e.active) || (state == "active" && e.active) {
+		return nil // done already (a retry after a crash)
+	}
 	if state != "active" && e.active {
 		es, _, err := p.read(ctx, c)
 		if err != nil {
