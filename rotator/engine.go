@@ -47,7 +47,22 @@ type Options struct {
 	// binary enabled through internal/faultinject apply; a production
 	// binary has none.
 	Failpoints map[string]string
+	// Audit, when set, records every event synchronously before the
+	// observers see it. If a write fails, the rotation takes no further
+	// irreversible step (commit, deactivate, revoke) in that call: before
+	// commit it rolls back, after it the step is retried later. The
+	// outcome's error wraps ErrAudit.
+	Audit AuditRecorder
 }
+
+// AuditRecorder writes events to the audit log.
+type AuditRecorder interface {
+	Record(ctx context.Context, e Event) error
+}
+
+// ErrAudit reports that the audit log could not be written, so the
+// rotation stopped before an irreversible step.
+var ErrAudit = errors.New("audit log write failed")
 
 // Engine runs rotations. One Engine owns a journal; the daemon and the
 // on-demand CLI run the very same code.
@@ -240,6 +255,12 @@ type Outcome struct {
 	Next time.Time
 	// Decision is the scheduling decision when no rotation ran.
 	Decision Decision
+	// Joined is set when Rotate found a rotation already in flight and
+	// continued it instead of starting one; the outcome is that rotation's.
+	Joined bool
+	// Pending lists the steps still to come when the rotation has not
+	// finished (from the protocol table).
+	Pending []Step
 }
 
 // RotateOptions tune an on-demand rotation.
@@ -263,25 +284,47 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 	defer release()
 	// The scheduler (if running) must learn the rotation's next wake time.
 	defer e.Trigger()
+	joined := false
 	out, err := e.locked(name, func() (Outcome, error) {
-		if _, err := e.journal.Update(ctx, name, func(st *PolicyState) error {
+		st, err := e.journal.Update(ctx, name, func(st *PolicyState) error {
 			st.Stuck = false
 			st.NotBefore = time.Time{}
 			return nil
-		}); err != nil {
+		})
+		if err != nil {
 			return Outcome{}, err
 		}
+		joined = st.Active != nil
 		return e.advanceLocked(ctx, p, modeManual)
 	})
+	// Every wait has a bound: a step after commit that keeps failing ends
+	// the wait, and the outcome says what is pending (the daemon, or the
+	// next rekey rotate, finishes it).
+	failed := 0
 	for err == nil && o.UntilDone && out.Result == OutcomeCommitted {
-		if err := sleepUntil(ctx, e.now, out.Next); err != nil {
-			return out, err
+		if out.Err != nil {
+			if failed++; failed >= maxWaitFailures {
+				break
+			}
+		} else {
+			failed = 0
+		}
+		if err = sleepUntil(ctx, e.now, out.Next); err != nil {
+			break
 		}
 		id := out.RotationID
 		out, err = e.locked(name, func() (Outcome, error) { return e.continueLocked(ctx, p, id) })
 	}
+	out.Joined = joined
+	if out.Result == OutcomeCommitted || out.Result == OutcomeStuck || out.Result == OutcomeFailed {
+		out.Pending = remainingSteps(out.Step)
+	}
 	return out, err
 }
+
+// maxWaitFailures is how many consecutive failed attempts of a step after
+// commit end a rotate -wait.
+const maxWaitFailures = 3
 
 // locked runs fn holding the policy's lock.
 func (e *Engine) locked(name string, fn func() (Outcome, error)) (Outcome, error) {
@@ -400,6 +443,7 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, mode adv
 		// A rotation before commit found in the journal did not finish in
 		// this call: the process stopped. Its key value is gone; roll back.
 		r.log.Warn().Str("step", string(r.rec.Step)).Msg("unfinished rotation before commit: rolling back")
+		r.rec.Interrupted = true
 		return r.rollback(ctx, fmt.Errorf("interrupted at step %s (process stopped)", r.rec.Step))
 	}
 	return r.drive(ctx)

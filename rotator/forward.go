@@ -247,7 +247,7 @@ func (r *run) probe(ctx context.Context, target probes.Target, step Step) (stepR
 			continue
 		}
 		n++
-		if err := runProbe(r.probeContext(ctx, step), pb, r.key); err != nil {
+		if err := r.runProbe(r.probeContext(ctx, step), pb, r.key); err != nil {
 			return stepResult{}, fmt.Errorf("probe %s (%s): %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), err)
 		}
 	}

@@ -91,11 +91,14 @@ type Record struct {
 	FinishedAt    time.Time `json:"finished_at,omitzero"`
 	// Result is set when the rotation ends: done, rolled_back or failed.
 	Result string `json:"result,omitempty"`
+	// Announced is the step whose wait was last reported, so that a wait
+	// looked at again is not reported twice.
+	Announced Step `json:"announced,omitempty"`
 	// Interrupted is set when the rotation was stopped from outside (a
 	// crash, SIGTERM, Ctrl-C): its rollback is not a failure of the
 	// rotation and does not count toward max_failures.
-	Interrupted bool `json:"interrupted,omitempty"`
-	Error  string `json:"error,omitempty"`
+	Interrupted bool   `json:"interrupted,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // SinkRecord is the journaled state of one sink in one rotation.

@@ -22,13 +22,13 @@ func (r *run) drain(ctx context.Context) (stepResult, error) {
 	now := r.e.now()
 	until := r.rec.CommittedAt.Add(r.p.Revoke.After)
 	if now.Before(until) {
-		r.emit(ctx, StepDrain, ResultWaiting, 0, nil)
+		r.announceWait(ctx, StepDrain)
 		return stepResult{wake: until}, nil
 	}
 	if ur, ok := r.p.Provider.Provider.(providers.UsageReporter); ok && r.p.Revoke.WaitUnused {
 		settle := r.rec.CommittedAt.Add(ur.UsageReportingDelay())
 		if now.Before(settle) {
-			r.emit(ctx, StepDrain, ResultWaiting, 0, nil)
+			r.announceWait(ctx, StepDrain)
 			return stepResult{wake: minTime(settle, now.Add(r.e.opts.RecheckInterval))}, nil
 		}
 		for _, id := range r.rec.OldKeyIDs {
@@ -103,7 +103,7 @@ func (r *run) soak(ctx context.Context) (stepResult, error) {
 		if pb.Target != probes.TargetDependent {
 			continue
 		}
-		if err = runProbe(r.probeContext(ctx, StepSoak), pb, r.key); err != nil {
+		if err = r.runProbe(r.probeContext(ctx, StepSoak), pb, r.key); err != nil {
 			err = fmt.Errorf("probe %s (%s) failed during soak: %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), err)
 			break
 		}
@@ -115,7 +115,7 @@ func (r *run) soak(ctx context.Context) (stepResult, error) {
 		return stepResult{}, r.reactivate(ctx, err)
 	}
 	if now.Before(until) {
-		r.emit(ctx, StepSoak, ResultWaiting, 0, nil)
+		r.announceWait(ctx, StepSoak)
 		return stepResult{wake: minTime(until, now.Add(r.e.opts.RecheckInterval))}, nil
 	}
 	return stepResult{quiet: true}, nil
@@ -218,7 +218,7 @@ func (r *run) watch(ctx context.Context) (stepResult, error) {
 		if pb.Target != probes.TargetDependent {
 			continue
 		}
-		if err = runProbe(pctx, pb, r.key); err != nil {
+		if err = r.runProbe(pctx, pb, r.key); err != nil {
 			err = fmt.Errorf("probe %s (%s) failed %s after the old key was revoked: %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), now.Sub(r.rec.RevokedAt).Round(time.Second), err)
 			break
 		}

@@ -13,13 +13,15 @@ import (
 // proveDependents runs every dependent probe against key: the proof that
 // the dependents work with the key the sinks serve, required before a key
 // any of them may hold is deactivated or deleted (docs/protocol.md,
-// "Unknown outcomes").
+// "Unknown outcomes"). A failed proof leaves the policy stuck, so the
+// proof is patient: each probe gets at least the policy's step timeout.
 func (r *run) proveDependents(ctx context.Context, key plugin.Key) error {
 	for _, pb := range r.p.Probes {
 		if pb.Target != probes.TargetDependent {
 			continue
 		}
-		if err := runProbe(ctx, pb, key); err != nil {
+		pb.Timeout = max(pb.Timeout, r.p.StepTimeout)
+		if err := r.runProbe(ctx, pb, key); err != nil {
 			return fmt.Errorf("probe %s (%s): %w", pb.Kind, posString(pb.DefRange.Filename, pb.DefRange.Start.Line), err)
 		}
 	}

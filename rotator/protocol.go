@@ -20,6 +20,9 @@ type stepDef struct {
 	// failpoints is true when the step makes external calls, each
 	// bracketed by the failpoints STEP.before and STEP.after.
 	failpoints bool
+	// irreversible steps cannot be undone (commit, deactivate, revoke):
+	// none runs after a failed audit write.
+	irreversible bool
 	// describe tells an operator what the step will do for a policy.
 	describe func(p *policies.Policy) []string
 }
@@ -48,11 +51,11 @@ var protocol = []stepDef{
 	{step: StepPromote, do: (*run).promote, failpoints: true, describe: describePromote},
 	{step: StepReload, do: (*run).reload, failpoints: true, describe: describeReload},
 	{step: StepVerify, do: (*run).verify, failpoints: true, describe: describeVerify},
-	{step: StepCommit, do: (*run).commit, failpoints: true, describe: describeCommit},
+	{step: StepCommit, do: (*run).commit, failpoints: true, irreversible: true, describe: describeCommit},
 	{step: StepDrain, do: (*run).drain, describe: describeDrain},
-	{step: StepDeactivate, do: (*run).deactivate, failpoints: true, describe: describeDeactivate},
+	{step: StepDeactivate, do: (*run).deactivate, failpoints: true, irreversible: true, describe: describeDeactivate},
 	{step: StepSoak, do: (*run).soak, describe: describeSoak},
-	{step: StepRevoke, do: (*run).revoke, failpoints: true, describe: describeRevoke},
+	{step: StepRevoke, do: (*run).revoke, failpoints: true, irreversible: true, describe: describeRevoke},
 	{step: StepWatch, do: (*run).watch, describe: describeWatch},
 }
 
@@ -137,6 +140,11 @@ func (r *run) drive(ctx context.Context) (Outcome, error) {
 			return r.rollback(ctx, fmt.Errorf("unexpected journaled step %q", step))
 		}
 		t0 := r.e.now()
+		if protocol[i].irreversible {
+			if err := r.auditOK(step); err != nil {
+				return r.stepFailed(ctx, step, t0, err)
+			}
+		}
 		res, err := protocol[i].do(r, ctx)
 		if err != nil {
 			return r.stepFailed(ctx, step, t0, err)
@@ -179,9 +187,17 @@ func (r *run) stepFailed(ctx context.Context, step Step, t0 time.Time, err error
 
 // Steps describes the steps a rotation of p takes, in order, from the
 // protocol table.
-func Steps(p *policies.Policy) []string {
+func Steps(p *policies.Policy) []string { return StepsFrom(p, StepCreate) }
+
+// StepsFrom describes the steps of a rotation of p from step on: what
+// remains of a rotation in flight. A rollback has no further steps.
+func StepsFrom(p *policies.Policy, step Step) []string {
+	i := stepIndex(step)
+	if i < 0 {
+		return nil
+	}
 	var s []string
-	for _, d := range protocol {
+	for _, d := range protocol[i:] {
 		s = append(s, d.describe(p)...)
 	}
 	return s

@@ -33,7 +33,7 @@ func (e *Engine) retry(ctx context.Context, p *policies.Policy, fn func(ctx cont
 
 // runProbe runs one probe until it passes the required number of times in
 // a row, backing off between failures, within the probe's timeout.
-func runProbe(ctx context.Context, pb policies.ProbeBlock, key plugin.Key) error {
+func (r *run) runProbe(ctx context.Context, pb policies.ProbeBlock, key plugin.Key) error {
 	timeout, interval, need := pb.Timeout, pb.Interval, max(pb.Successes, 1)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -41,7 +41,13 @@ func runProbe(ctx context.Context, pb policies.ProbeBlock, key plugin.Key) error
 	passed, attempts := 0, 0
 	for {
 		attempts++
+		t0 := time.Now()
 		err := pb.Probe.Check(ctx, key)
+		lg := r.log.Debug().Str("probe", pb.Kind).Str("target", string(pb.Target)).Int("attempt", attempts).Str("duration", time.Since(t0).Round(time.Millisecond).String())
+		if err != nil {
+			lg = lg.Str("error", r.clean(err).Error())
+		}
+		lg.Msg("probe attempt")
 		wait := interval
 		if err == nil {
 			passed++

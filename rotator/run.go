@@ -2,6 +2,7 @@ package rotator
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,6 +19,9 @@ type run struct {
 	rec Record
 	key plugin.Key
 	log zerolog.Logger
+	// auditErr is the first failed audit write of this call; the rotation
+	// takes no irreversible step after it.
+	auditErr error
 }
 
 func (r *run) rotation() plugin.Rotation {
@@ -72,22 +76,61 @@ func (r *run) clean(err error) error {
 	return cleanErr{msg: secret.Scrub(err.Error(), r.key.Value), err: err}
 }
 
+// emit logs one line per event and hands the event to the audit recorder
+// and the observers. The line names the step and its result once, the
+// duration with its unit, the masked key ids the step acts on, and
+// manual=true for rotations an operator started.
 func (r *run) emit(ctx context.Context, step Step, res Result, d time.Duration, err error) {
 	ev := r.event(step, res, err)
 	ev.Duration = d
 	lg := r.log.Info()
-	if err != nil {
-		lg = r.log.Warn().Str("error", ev.Error)
+	switch {
+	case res == ResultStuck:
+		lg = r.log.Error()
+	case err != nil:
+		lg = r.log.Warn()
 	}
 	lg = lg.Str("step", string(step)).Str("result", string(res))
 	if d > 0 {
-		lg = lg.Dur("duration", d)
+		lg = lg.Str("duration", d.Round(time.Millisecond).String())
 	}
 	if ev.NewKeyID != "" {
 		lg = lg.Str("new_key", ev.NewKeyID)
 	}
-	lg.Msg("step " + string(step) + " " + string(res))
+	if ev.OldKeyID != "" && actsOnOldKey(step) {
+		lg = lg.Str("old_key", ev.OldKeyID)
+	}
+	if r.rec.Manual {
+		lg = lg.Bool("manual", true)
+	}
+	if err != nil {
+		lg = lg.Str("error", ev.Error)
+	}
+	lg.Msg("rotation")
+	if a := r.e.opts.Audit; a != nil {
+		if aerr := a.Record(ctx, ev); aerr != nil && r.auditErr == nil {
+			r.auditErr = aerr
+			r.log.Error().Str("step", string(step)).Str("error", aerr.Error()).Msg("audit log write failed: the rotation takes no irreversible step until the audit log works")
+		}
+	}
 	r.e.emit(ctx, ev)
+}
+
+// actsOnOldKey reports whether a step's events concern the old key.
+func actsOnOldKey(s Step) bool {
+	switch s {
+	case StepCreate, StepStage, StepTest, StepPromote, StepReload, StepVerify:
+		return false
+	}
+	return true
+}
+
+// auditOK refuses an irreversible step after a failed audit write.
+func (r *run) auditOK(step Step) error {
+	if r.auditErr == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: the rotation stops before %s: %w", ErrAudit, step, r.auditErr)
 }
 
 // save journals the record (and any change to the policy state).
@@ -121,4 +164,16 @@ func (r *run) sinkKey(sb policies.SinkBlock) plugin.Key {
 // outcome reports where the rotation stands.
 func (r *run) outcome(v Verdict, err error, next time.Time) Outcome {
 	return Outcome{Policy: r.p.Name, RotationID: r.rec.ID, Step: r.rec.Step, Result: v, Err: r.clean(err), Next: next}
+}
+
+// announceWait reports that the rotation waits at step, once per wait.
+func (r *run) announceWait(ctx context.Context, step Step) {
+	if r.rec.Announced == step {
+		return
+	}
+	r.rec.Announced = step
+	if err := r.save(ctx, nil); err != nil {
+		r.log.Warn().Str("step", string(step)).Str("error", err.Error()).Msg("journaling the wait")
+	}
+	r.emit(ctx, step, ResultWaiting, 0, nil)
 }

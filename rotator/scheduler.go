@@ -29,7 +29,34 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 			e.log.Error().Err(err).Str("policy", st.Policy).Msg("reconciling failed")
 		}
 	}
+	e.logNext(ctx)
 	return nil
+}
+
+// logNext logs, for every configured policy, what happens next and when:
+// after a restart the operator sees backoff, stuck and due times at once.
+func (e *Engine) logNext(ctx context.Context) {
+	states, err := e.States(ctx)
+	if err != nil {
+		return
+	}
+	now := e.now()
+	for _, st := range states {
+		p, ok := e.Policy(st.Policy)
+		if !ok {
+			continue
+		}
+		n := NextFor(p, st, Facts{}, now)
+		lg := e.log.Info()
+		if n.State == NextStuck {
+			lg = e.log.Warn()
+		}
+		lg = lg.Str("policy", p.Name).Str("next", n.State)
+		if !n.At.IsZero() {
+			lg = lg.Time("at", n.At)
+		}
+		lg.Str("reason", n.Reason).Msg("next")
+	}
 }
 
 // Alive reports whether the scheduler loop turned recently; the service's

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/providers"
 	"github.com/rekeyhq/rekey/secret"
 )
@@ -30,10 +31,73 @@ type PolicyStatus struct {
 	Stuck       bool      `json:"stuck"`
 	// Alert says what dependents showed after an old key was revoked
 	// (revoke.watch); it stays until a later rotation commits.
-	Alert      string    `json:"alert,omitempty"`
+	Alert string `json:"alert,omitempty"`
+	// NextState, NextDue and NextReason are the policy's Next: what
+	// happens next, when, and why.
+	NextState  string    `json:"next_state,omitempty"`
 	NextDue    time.Time `json:"next_due,omitzero"`
 	NextReason string    `json:"next_reason,omitempty"`
 	InFlight   *InFlight `json:"in_flight,omitempty"`
+}
+
+// States of a Next.
+const (
+	NextInFlight = "in_flight"
+	NextStuck    = "stuck"
+	NextBackoff  = "backoff"
+	NextWindow   = "waiting_for_window"
+	NextDue      = "due"
+	NextNotDue   = "not_due"
+)
+
+// Next is what is happening to a policy and what comes next: the one model
+// behind rekey status and rekey plan.
+type Next struct {
+	// State is in_flight, stuck, backoff, waiting_for_window, due or
+	// not_due.
+	State string `json:"state"`
+	// At is when the next thing happens (zero: now, or not known).
+	At     time.Time `json:"at,omitzero"`
+	Reason string    `json:"reason"`
+	// Remaining are the steps left of the rotation in flight.
+	Remaining []Step `json:"remaining,omitempty"`
+}
+
+// NextFor computes the Next of policy p from its journaled state.
+func NextFor(p *policies.Policy, st PolicyState, f Facts, now time.Time) Next {
+	if a := st.Active; a != nil {
+		n := Next{State: NextInFlight, Remaining: remainingSteps(a.Step)}
+		switch {
+		case a.Step == StepRollback:
+			n.Reason = fmt.Sprintf("rotation %s is rolling back (%s)", a.ID, a.Error)
+		case a.Step == StepDrain && a.Committed():
+			n.At = a.CommittedAt.Add(p.Revoke.After)
+			n.Reason = fmt.Sprintf("rotation %s committed; the old key is kept until the drain ends", a.ID)
+		case a.Step == StepSoak && !a.DeactivatedAt.IsZero():
+			n.At = a.DeactivatedAt.Add(p.Revoke.Soak)
+			n.Reason = fmt.Sprintf("rotation %s soaks: dependents are probed until the old key is revoked", a.ID)
+		default:
+			n.Reason = fmt.Sprintf("rotation %s is at step %s", a.ID, a.Step)
+		}
+		if st.Stuck {
+			n.State = NextStuck
+			n.Reason = fmt.Sprintf("rotation %s is stuck at step %s: %s; fix the cause, then run: rekey rotate %s", a.ID, a.Step, st.LastError, p.Name)
+		}
+		return n
+	}
+	d := Decide(p, st, f, now)
+	n := Next{State: NextNotDue, At: d.At, Reason: d.Message}
+	switch {
+	case d.Reason == ReasonStuck:
+		n.State = NextStuck
+	case d.Reason == ReasonBackoff:
+		n.State = NextBackoff
+	case d.Reason == ReasonWindow:
+		n.State = NextWindow
+	case d.Due:
+		n.State = NextDue
+	}
+	return n
 }
 
 // InFlight describes a rotation that has not finished.
@@ -47,6 +111,8 @@ type InFlight struct {
 	PendingRevocation []string `json:"pending_revocation,omitempty"`
 	// RevokeNotBefore is the end of the grace period after commit.
 	RevokeNotBefore time.Time `json:"revoke_not_before,omitzero"`
+	// Remaining are the steps still to come, the current one first.
+	Remaining []Step `json:"remaining,omitempty"`
 }
 
 // Status reports every policy from the journal alone (no provider calls).
@@ -75,11 +141,11 @@ func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
 		p, ok := e.Policy(st.Policy)
 		ps.Configured = ok
 		if ok {
-			d := Decide(p, st, Facts{}, now)
-			ps.NextDue, ps.NextReason = d.At, d.Message
+			n := NextFor(p, st, Facts{}, now)
+			ps.NextState, ps.NextDue, ps.NextReason = n.State, n.At, n.Reason
 		}
 		if a := st.Active; a != nil {
-			in := &InFlight{RotationID: a.ID, Step: a.Step, StartedAt: a.StartedAt, CommittedAt: a.CommittedAt}
+			in := &InFlight{RotationID: a.ID, Step: a.Step, StartedAt: a.StartedAt, CommittedAt: a.CommittedAt, Remaining: remainingSteps(a.Step)}
 			if a.NewKeyID != "" {
 				in.NewKey = secret.Mask(a.NewKeyID)
 			}
@@ -100,13 +166,19 @@ func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
 
 // PlanEntry is what `rekey plan` shows for one policy.
 type PlanEntry struct {
-	Policy   string   `json:"policy"`
-	Due      bool     `json:"due"`
-	Reason   string   `json:"reason"`
-	Message  string   `json:"message"`
-	At       string   `json:"at,omitempty"`
-	Steps    []string `json:"steps"`
-	Warnings []string `json:"warnings,omitempty"`
+	Policy string `json:"policy"`
+	// State is the policy's Next state (due, not_due, backoff, stuck,
+	// waiting_for_window, in_flight).
+	State string `json:"state"`
+	// RotationID names the rotation in flight; Steps are then what
+	// remains of it.
+	RotationID string   `json:"rotation_id,omitempty"`
+	Due        bool     `json:"due"`
+	Reason     string   `json:"reason"`
+	Message    string   `json:"message"`
+	At         string   `json:"at,omitempty"`
+	Steps      []string `json:"steps"`
+	Warnings   []string `json:"warnings,omitempty"`
 }
 
 // Plan says, for each named policy (all when names is empty), whether it is
@@ -126,10 +198,15 @@ func (e *Engine) Plan(ctx context.Context, names []string) ([]PlanEntry, error) 
 		if err != nil {
 			return nil, err
 		}
-		d := Decide(p, st, e.facts(ctx, p, st), e.now())
-		pe := PlanEntry{Policy: n, Due: d.Due, Reason: d.Reason, Message: d.Message, Steps: Steps(p)}
-		if !d.At.IsZero() {
-			pe.At = d.At.Format(time.RFC3339)
+		facts := e.facts(ctx, p, st)
+		d := Decide(p, st, facts, e.now())
+		nx := NextFor(p, st, facts, e.now())
+		pe := PlanEntry{Policy: n, State: nx.State, Due: d.Due, Reason: d.Reason, Message: nx.Reason, Steps: Steps(p)}
+		if a := st.Active; a != nil {
+			pe.RotationID, pe.Reason, pe.Steps = a.ID, ReasonInFlight, StepsFrom(p, a.Step)
+		}
+		if !nx.At.IsZero() {
+			pe.At = nx.At.Format(time.RFC3339)
 		}
 		if l, ok := p.Provider.Provider.(providers.Lister); ok && st.Active == nil {
 			lctx, cancel := withStepTimeout(ctx, p)

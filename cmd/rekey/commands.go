@@ -281,6 +281,9 @@ func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 		if s.Warning != "" {
 			fmt.Fprintf(w, "\n%s: warning: %s\n", s.Policy, s.Warning)
 		}
+		if s.Alert != "" {
+			fmt.Fprintf(w, "\n%s: ALERT: dependents failed after the old key was revoked: %s\n", s.Policy, s.Alert)
+		}
 	}
 }
 
@@ -342,8 +345,17 @@ func writePlan(w io.Writer, plan []rotator.PlanEntry) {
 			fmt.Fprintln(w)
 		}
 		state := "not due"
-		if p.Due {
+		switch {
+		case p.Due:
 			state = "DUE"
+		case p.State == rotator.NextInFlight:
+			state = "IN FLIGHT, remaining steps below"
+		case p.State == rotator.NextBackoff:
+			state = "backing off"
+		case p.State == rotator.NextStuck:
+			state = "STUCK"
+		case p.State == rotator.NextWindow:
+			state = "waiting for its window"
 		}
 		fmt.Fprintf(w, "%s: %s (%s)", p.Policy, state, p.Message)
 		if p.At != "" && !p.Due {
@@ -444,6 +456,9 @@ func (a *app) cmdRotate(args []string) int {
 	}
 	code := ExitOK
 	for _, o := range outcomes {
+		if o.Joined {
+			fmt.Fprintf(a.stdout, "%s: joined rotation %s, which was already in flight; what it did:\n", o.Policy, o.RotationID)
+		}
 		switch o.Result {
 		case "done":
 			fmt.Fprintf(a.stdout, "%s: done\n", o.Policy)
@@ -451,6 +466,9 @@ func (a *app) cmdRotate(args []string) int {
 			fmt.Fprintf(a.stdout, "%s: committed; the old key is revoked by the daemon after the revoke rules (step %s, next check %s)\n", o.Policy, o.Step, o.Next)
 			if o.Error != "" && !strings.Contains(o.Error, "context canceled") && !printer.shownError(o.Policy, o.Error) {
 				fmt.Fprintf(a.stdout, "  %s\n", o.Error)
+			}
+			if o.Error != "" && len(o.Pending) > 0 {
+				fmt.Fprintf(a.stdout, "  pending: %s (retried by the daemon or the next rekey rotate)\n", strings.Join(o.Pending, ", "))
 			}
 		default:
 			line := fmt.Sprintf("%s: %s", o.Policy, o.Result)

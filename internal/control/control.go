@@ -54,6 +54,11 @@ type Outcome struct {
 	// Code identifies Error's sentinel (see Err).
 	Code string `json:"code,omitempty"`
 	Next string `json:"next,omitempty"`
+	// Joined is set when the request continued a rotation already in
+	// flight instead of starting one.
+	Joined bool `json:"joined,omitempty"`
+	// Pending lists the steps still to come.
+	Pending []string `json:"pending,omitempty"`
 }
 
 // Err returns the outcome's error, matching the sentinel errors its code
@@ -67,7 +72,10 @@ func (o Outcome) Err() error {
 
 // FromOutcome converts an engine outcome.
 func FromOutcome(o rotator.Outcome, err error) Outcome {
-	out := Outcome{Policy: o.Policy, RotationID: o.RotationID, Step: string(o.Step), Result: o.Result}
+	out := Outcome{Policy: o.Policy, RotationID: o.RotationID, Step: string(o.Step), Result: o.Result, Joined: o.Joined}
+	for _, s := range o.Pending {
+		out.Pending = append(out.Pending, string(s))
+	}
 	if err == nil {
 		err = o.Err
 	}
