@@ -15,8 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/plugin"
-	"github.com/rekeyhq/rekey/secret"
 	"github.com/rekeyhq/rekey/rotator"
+	"github.com/rekeyhq/rekey/secret"
 )
 
 // ledgerConn is a connection kind registered by this test binary (and so

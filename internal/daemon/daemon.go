@@ -290,7 +290,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 func engineOptions(j rotator.Journal, aud *audit.Log, log zerolog.Logger) rotator.Options {
 	o := rotator.Options{Journal: j, Logger: log}
 	if aud != nil {
-		o.Observers = append(o.Observers, aud)
+		o.Audit = aud
 	}
 	return o
 }

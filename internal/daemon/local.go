@@ -42,9 +42,6 @@ func OpenLocal(cfg *policies.Config, log zerolog.Logger, readOnly bool) (*Local,
 				j.Close()
 				return nil, err
 			}
-			l.audit.OnError = func(err error) {
-				log.Error().Err(err).Msg("writing the audit log failed: the rotation stops before its next irreversible step")
-			}
 		}
 	}
 	e, err := rotator.New(engineOptions(l.journal, l.audit, log))

@@ -104,12 +104,12 @@ type Sink struct {
 }
 
 var (
-	_ sinks.Sink      = (*Sink)(nil)
-	_ sinks.Finisher  = (*Sink)(nil)
-	dnsLabel          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	dnsSubdomain      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	dataKeyRE         = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
-	errPreviousAbsent = errors.New("the previous value is not in the companion Secret")
+	_                 sinks.Sink     = (*Sink)(nil)
+	_                 sinks.Finisher = (*Sink)(nil)
+	dnsLabel                         = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	dnsSubdomain                     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	dataKeyRE                        = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	errPreviousAbsent                = errors.New("the previous value is not in the companion Secret")
 )
 
 // New is the factory registered for sink "kubernetes_secret".

@@ -202,7 +202,9 @@ func sinkFor(t *testing.T, c cluster, user, ns, name string, extra string) *Sink
 	return s
 }
 
-func key(v string) plugin.Key { return plugin.Key{ID: "k-" + v[len(v)-4:], Value: secret.Fields{"api_key": secret.New(v)}} }
+func key(v string) plugin.Key {
+	return plugin.Key{ID: "k-" + v[len(v)-4:], Value: secret.Fields{"api_key": secret.New(v)}}
+}
 
 func rot(id string) plugin.Rotation {
 	return plugin.Rotation{ID: id, Policy: "payments", Generation: 2, StartedAt: time.Now()}
