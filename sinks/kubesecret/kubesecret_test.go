@@ -195,7 +195,10 @@ func namespace(t *testing.T, c cluster) string {
 
 func sinkFor(t *testing.T, c cluster, user, ns, name string, extra string) *Sink {
 	t.Helper()
-	s, diags := decode(t, fmt.Sprintf("namespace = %q\nname = %q\nkubeconfig = %q\ndata = { API_KEY = \"api_key\" }\n%s", ns, name, c.Kubeconfig(t, user), extra))
+	if !strings.Contains(extra, "data =") {
+		extra = "data = { API_KEY = \"api_key\" }\n" + extra
+	}
+	s, diags := decode(t, fmt.Sprintf("namespace = %q\nname = %q\nkubeconfig = %q\n%s", ns, name, c.Kubeconfig(t, user), extra))
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
