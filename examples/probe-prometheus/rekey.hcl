@@ -7,9 +7,9 @@ policy "payments-gateway-key" {
   every = "30d"
 
   provider "exec" {
-    create = ["/usr/local/libexec/rekey/gateway-key", "create"]
-    delete = ["/usr/local/libexec/rekey/gateway-key", "delete"]
-    list   = ["/usr/local/libexec/rekey/gateway-key", "list"]
+    create = ["./gateway-key.sh", "create"]
+    delete = ["./gateway-key.sh", "delete"]
+    list   = ["./gateway-key.sh", "list"]
   }
 
   sink "file" {

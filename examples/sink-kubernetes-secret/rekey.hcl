@@ -6,9 +6,9 @@ policy "orders-db-password" {
   every = "30d"
 
   provider "exec" {
-    create = ["/usr/local/libexec/rekey/orders-db", "create"]
-    delete = ["/usr/local/libexec/rekey/orders-db", "delete"]
-    list   = ["/usr/local/libexec/rekey/orders-db", "list"]
+    create = ["./orders-db.sh", "create"]
+    delete = ["./orders-db.sh", "delete"]
+    list   = ["./orders-db.sh", "list"]
   }
 
   sink "kubernetes_secret" {
