@@ -168,6 +168,9 @@ func (a *app) flagSetOf(name string, rest []string) *flag.FlagSet {
 	var fs *flag.FlagSet
 	probe := &app{stdout: io.Discard, stderr: io.Discard, introspect: func(f *flag.FlagSet) { fs = f }}
 	args := []string{"-h"}
+	if name == "journal" {
+		args = []string{"recover", "-h"}
+	}
 	if name == "service" {
 		action := "status"
 		for _, w := range rest {
