@@ -43,6 +43,11 @@ func newKubeWorld(t *testing.T, api *kubetest.Server, ns string) *kubeWorld {
 	api.Grant(t, ns, "rekey",
 		map[string]any{"apiGroups": []string{""}, "resources": []string{"secrets"}, "verbs": []string{"get", "update"}, "resourceNames": []string{"app", "app-rekey-previous"}},
 		map[string]any{"apiGroups": []string{""}, "resources": []string{"secrets"}, "verbs": []string{"create"}})
+	// The Secret exists before rekey manages it (rekey's Role cannot
+	// create it); the first rotation fills it.
+	api.MustDo(t, "POST", "/api/v1/namespaces/"+ns+"/secrets", map[string]any{
+		"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "app"}, "type": "Opaque",
+		"data": map[string]any{"API_KEY": ""}})
 	h.src = fmt.Sprintf(`state_dir = %q
 
 policy "kube" {
@@ -157,6 +162,9 @@ func TestKubernetesSecretCrashAtEveryFailpoint(t *testing.T) {
 		seq++
 		ns := fmt.Sprintf("crash-%d", seq)
 		t.Run(fp, func(t *testing.T) {
+			if strings.HasPrefix(fp, "reload.") {
+				t.Skip("the policy has no reload hook: pods read the Secret")
+			}
 			w := newKubeWorld(t, api, ns)
 			h := w.h
 			// The first rotation makes the key the Secret starts with.

@@ -183,9 +183,11 @@ func (s *secretScan) attribute(attr *hclsyntax.Attribute, o declOwner) {
 		r := attr.Expr.Range()
 		hit = &r
 		detail = fmt.Sprintf("%q holds a secret, so its value must not be written here.", attr.Name)
-	case attr.Name != "fields":
+	case attr.Name != "fields" && plugin.Role(o.block, o.kind, attr.Name)&plugin.NotSensitive == 0:
 		// Maps such as env = { API_TOKEN = "..." } or headers; fields maps
-		// names to key field names, which are not secrets.
+		// (and attributes a kind declares NotSensitive, such as the
+		// kubernetes_secret sink's data) map names to key field names,
+		// which are not secrets.
 		hclsyntax.VisitAll(attr.Expr, func(n hclsyntax.Node) hcl.Diagnostics {
 			obj, ok := n.(*hclsyntax.ObjectConsExpr)
 			if !ok || hit != nil {
