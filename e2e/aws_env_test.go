@@ -15,9 +15,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	awsconn "github.com/rekeyhq/rekey/connections/aws"
-	"github.com/rekeyhq/rekey/connections/aws/awstest"
 	"github.com/rekeyhq/rekey/secret"
 	"github.com/rekeyhq/rekey/testenv/awsemu"
+	"github.com/rekeyhq/rekey/testenv/awstest"
 )
 
 // awsEnv is an emulator on the real clock (the engine's clock: orphans are

@@ -17,8 +17,8 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	awsconn "github.com/rekeyhq/rekey/connections/aws"
-	"github.com/rekeyhq/rekey/connections/aws/awstest"
 	"github.com/rekeyhq/rekey/plugin"
+	"github.com/rekeyhq/rekey/testenv/awstest"
 )
 
 func decode(t *testing.T, src string) (*awsconn.Conn, hcl.Diagnostics) {

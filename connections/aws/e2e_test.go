@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	awsconn "github.com/rekeyhq/rekey/connections/aws"
-	"github.com/rekeyhq/rekey/connections/aws/awstest"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes/awssts"
 	"github.com/rekeyhq/rekey/providers/awsiam"
@@ -23,6 +22,7 @@ import (
 	"github.com/rekeyhq/rekey/sinks"
 	"github.com/rekeyhq/rekey/sinks/awssm"
 	"github.com/rekeyhq/rekey/testenv/awsemu"
+	"github.com/rekeyhq/rekey/testenv/awstest"
 )
 
 // awsCLI runs Debian's aws command line against the emulator with a key.

@@ -12,12 +12,12 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	awsconn "github.com/rekeyhq/rekey/connections/aws"
-	"github.com/rekeyhq/rekey/connections/aws/awstest"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
 	"github.com/rekeyhq/rekey/probes/awssts"
 	"github.com/rekeyhq/rekey/providers/awsiam"
 	"github.com/rekeyhq/rekey/secret"
+	"github.com/rekeyhq/rekey/testenv/awstest"
 )
 
 func key(id, sec string) plugin.Key {

@@ -14,12 +14,12 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	awsconn "github.com/rekeyhq/rekey/connections/aws"
-	"github.com/rekeyhq/rekey/connections/aws/awstest"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/providers"
 	"github.com/rekeyhq/rekey/providers/awsiam"
 	"github.com/rekeyhq/rekey/secret"
 	"github.com/rekeyhq/rekey/testenv/awsemu"
+	"github.com/rekeyhq/rekey/testenv/awstest"
 )
 
 func rot(id string) plugin.Rotation {

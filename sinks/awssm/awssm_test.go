@@ -15,11 +15,11 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	awsconn "github.com/rekeyhq/rekey/connections/aws"
-	"github.com/rekeyhq/rekey/connections/aws/awstest"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/secret"
 	"github.com/rekeyhq/rekey/sinks"
 	"github.com/rekeyhq/rekey/sinks/awssm"
+	"github.com/rekeyhq/rekey/testenv/awstest"
 )
 
 const (
