@@ -199,8 +199,10 @@ type awsDependent struct {
 	arn      string
 	cache    bool
 	srv      *httptest.Server
-	// fail makes every health check answer 500.
-	fail atomic.Bool
+	// fail makes the health check answer 500 while the dependent holds a
+	// key other than failUnless (a dependent that breaks with the new key).
+	fail       atomic.Bool
+	failUnless string
 
 	mu      sync.Mutex
 	id, sec string // the cached credential
@@ -250,13 +252,18 @@ func (d *awsDependent) serve(w http.ResponseWriter, r *http.Request) {
 		d.mu.Unlock()
 		return
 	}
-	if d.fail.Load() {
-		http.Error(w, "the dependent fails (test)", http.StatusInternalServerError)
-		return
-	}
 	if !d.cache {
 		if err := d.load(r.Context()); err != nil {
 			http.Error(w, "reading the credential failed", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	if d.fail.Load() {
+		d.mu.Lock()
+		held := d.id
+		d.mu.Unlock()
+		if held != d.failUnless {
+			http.Error(w, "the dependent fails with this key (test)", http.StatusInternalServerError)
 			return
 		}
 	}

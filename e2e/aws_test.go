@@ -360,7 +360,6 @@ func TestIAMCapacity(t *testing.T) {
 // key again (KV keeps its history: the old data is a new version), the new
 // IAM key is deleted and the old one stays active.
 func TestIAMRollback(t *testing.T) {
-	t.Skip("its dependent fails with every key, so under the rollback proof rule (issue 8) the rollback ends stuck by design; make it fail only with the new key. Skipped until then (session 2 note)")
 	t.Parallel()
 	h := newHarness(t)
 	v := startVault(t)
@@ -369,6 +368,7 @@ func TestIAMRollback(t *testing.T) {
 	oldVersion := a.createSecret(iamSecretID, oldID, oldSec)
 	v.put(t, iamKVPath, map[string]string{"access_key_id": oldID, "secret_access_key": oldSec})
 	dep := newAWSDependent(a, iamSecretID, arn, false)
+	dep.failUnless = oldID
 	dep.fail.Store(true)
 	h.src = iamSpec{aws: a, vault: v, dependent: dep, depTimeout: "1s"}.hcl(h)
 	p := h.start(nil)

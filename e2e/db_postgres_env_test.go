@@ -272,7 +272,10 @@ type pgDependent struct {
 	w     *pgWorld
 	query string
 	srv   *httptest.Server
-	fail  atomic.Bool
+	// fail makes /healthz fail while the sink serves a password other
+	// than failUnless (the application breaks with the new key).
+	fail       atomic.Bool
+	failUnless string
 
 	attempts, ok, reloads atomic.Int64
 	mu                    sync.Mutex
@@ -291,8 +294,10 @@ func newPGDependent(w *pgWorld, query string) *pgDependent {
 			return
 		}
 		if d.fail.Load() {
-			http.Error(rw, "failing on purpose", http.StatusServiceUnavailable)
-			return
+			if _, pw, err := d.w.served(); err != nil || pw != d.failUnless {
+				http.Error(rw, "failing on purpose", http.StatusServiceUnavailable)
+				return
+			}
 		}
 		if err := d.once(r.Context()); err != nil {
 			http.Error(rw, "cannot log in", http.StatusServiceUnavailable)

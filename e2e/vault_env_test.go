@@ -63,11 +63,18 @@ func (v *vaultEnv) get(ctx context.Context, h *harness, path string, version int
 	for k, x := range s.Data {
 		str, _ := x.(string)
 		out[k] = str
-		if k != "access_key_id" && k != "role_id" {
+		if !notSecretFields[k] {
 			h.secret("a value read from Vault KV ("+k+")", str)
 		}
 	}
 	return out, s.VersionMetadata.Version, nil
+}
+
+// notSecretFields are the KV fields whose values rekey may print (key ids
+// and connection details); every other field read is registered as a secret.
+var notSecretFields = map[string]bool{
+	"access_key_id": true, "role_id": true, "username": true,
+	"host": true, "port": true, "dbname": true, "engine": true,
 }
 
 // metadata returns the path's KV v2 metadata.
