@@ -22,6 +22,10 @@ type Rotation struct {
 	Policy     string
 	Generation int64
 	StartedAt  time.Time
+	// KeyTTL, when not zero, is the lifetime the policy asks new keys to
+	// be created with (`key_ttl`), where the system lets rekey choose: a
+	// key rekey loses track of still dies by itself.
+	KeyTTL time.Duration
 }
 
 // Key is a credential at a provider: a non-secret ID and a secret Value.
@@ -31,6 +35,9 @@ type Key struct {
 	ID        string
 	Value     secret.Fields
 	CreatedAt time.Time
+	// ExpiresAt is when the system stops accepting the key by itself (a
+	// TTL), where it has the notion; zero if the key does not expire.
+	ExpiresAt time.Time
 }
 
 // KeyStatus is the state of a key at its provider.
@@ -50,6 +57,9 @@ type KeyInfo struct {
 	// RotationID is the rotation that created the key, where the provider
 	// can tell (a deterministic name or tag); empty otherwise.
 	RotationID string
+	// ExpiresAt is when the key expires at the provider; zero if never or
+	// unknown.
+	ExpiresAt time.Time
 }
 
 // Errors that the engine branches on. Plugins wrap them with context.

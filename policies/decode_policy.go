@@ -37,6 +37,7 @@ var policySchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{
 		{Name: "every"}, {Name: "cron"}, {Name: "window"}, {Name: "jitter"}, {Name: "max_age"},
 		{Name: "rotate_blind"}, {Name: "step_timeout"}, {Name: "max_failures"}, {Name: "labels"},
+		{Name: "expiry_lead"}, {Name: "key_ttl"}, {Name: "expiry_notify"},
 	},
 	Blocks: []hcl.BlockHeaderSchema{
 		{Type: "provider", LabelNames: []string{"kind"}},
@@ -62,7 +63,7 @@ var (
 
 // examples are shown in duration errors.
 var durationExamples = map[string]string{
-	"every": "30d", "jitter": "1h", "max_age": "45d", "step_timeout": "2m",
+	"every": "30d", "jitter": "1h", "max_age": "45d", "step_timeout": "2m", "key_ttl": "7d", "expiry_lead": "2d",
 	"after": "1h", "soak": "24h", "watch": "10m", "timeout": "2m", "interval": "1s",
 }
 
@@ -179,6 +180,7 @@ func (ld *loading) decodePolicy(blk *hcl.Block, f *file) *Policy {
 	if a, ok := attrs["max_age"]; ok {
 		s.MaxAge, _ = ld.duration(a, f.ctx, positive)
 	}
+	ld.decodeExpiry(p, attrs, f)
 	if a, ok := attrs["labels"]; ok {
 		p.Labels = ld.decodeLabels(a, f.ctx)
 	}
@@ -282,6 +284,7 @@ func (ld *loading) decodeNotify(p *Policy, b *hcl.Block, f *file) {
 // its own.
 func (ld *loading) crossCheck(p *Policy, at attrRanges) {
 	s := p.Schedule
+	ld.crossCheckExpiry(p, at)
 	if s.MaxAge > 0 && s.Every > 0 && s.MaxAge <= s.Every {
 		ld.diags = append(ld.diags, errAt(at["max_age"], "Invalid max_age", fmt.Sprintf("max_age (%s) must be longer than every (%s): a key is rotated at every, and max_age is the limit past which it is rotated even outside the window and reported as overdue.", FormatDuration(s.MaxAge), FormatDuration(s.Every))))
 	}

@@ -98,6 +98,16 @@ type Schedule struct {
 	// MaxAge is the hard limit: a key older than this is rotated even
 	// outside the window, and reported as overdue. Zero if unset.
 	MaxAge time.Duration
+	// ExpiryLead: a key that expires at its provider is due this long
+	// before it expires (`expiry_lead`, default 25% of its lifetime);
+	// like MaxAge, this overrides the window.
+	ExpiryLead ExpiryLead
+	// KeyTTL is the lifetime new keys are created with, where the provider
+	// lets rekey choose (`key_ttl`). Zero: the provider's default.
+	KeyTTL time.Duration
+	// ExpiryNotify are the times before expiry at which an expiring event
+	// is sent while rotations fail (`expiry_notify`), longest first.
+	ExpiryNotify []time.Duration
 }
 
 // CronSchedule is a parsed cron expression.

@@ -17,11 +17,17 @@ const (
 	ReasonAge          = "age"
 	ReasonCron         = "cron"
 	ReasonMaxAge       = "max_age"
-	ReasonNotDue       = "not_due"
-	ReasonWindow       = "waiting_for_window"
-	ReasonBackoff      = "backoff"
-	ReasonStuck        = "stuck"
-	ReasonInFlight     = "in_flight"
+	// ReasonExpiry: the key expires at its provider within expiry_lead;
+	// like max_age, this overrides the window.
+	ReasonExpiry = "expiry"
+	// ReasonExpired: the key expired at its provider before it was
+	// replaced: dependents that still use it fail. The loudest state.
+	ReasonExpired  = "expired"
+	ReasonNotDue   = "not_due"
+	ReasonWindow   = "waiting_for_window"
+	ReasonBackoff  = "backoff"
+	ReasonStuck    = "stuck"
+	ReasonInFlight = "in_flight"
 	// ReasonUnknownAge: the key's creation time is in the future and
 	// rekey has no record of when it first saw the key.
 	ReasonUnknownAge = "unknown_age"
@@ -51,6 +57,9 @@ type Facts struct {
 	// ExistingKeyCreated is the creation time of the key found at the
 	// provider when rekey has never rotated the policy (zero if unknown).
 	ExistingKeyCreated time.Time
+	// ExistingKeyExpires is that key's expiry at the provider (zero if
+	// it does not expire or the provider cannot tell).
+	ExistingKeyExpires time.Time
 }
 
 // Decide is the pure scheduling decision for one policy: whether a rotation
@@ -61,7 +70,11 @@ func Decide(p *policies.Policy, st PolicyState, f Facts, now time.Time) Decision
 		created = f.ExistingKeyCreated
 	}
 	from, warning := KeyAgeFrom(created, seen, now)
-	d := decide(p, st, from, warning != "", now)
+	expires := st.CurrentKeyExpires
+	if st.CurrentKeyID == "" && expires.IsZero() {
+		expires = f.ExistingKeyExpires
+	}
+	d := decide(p, st, from, expires, warning != "", now)
 	d.Warning = warning
 	return d
 }
@@ -90,7 +103,7 @@ func KeyAgeFrom(created, firstSeen, now time.Time) (from time.Time, warning stri
 		created.UTC().Format(time.RFC3339), ClockSkew, firstSeen.UTC().Format(time.RFC3339))
 }
 
-func decide(p *policies.Policy, st PolicyState, created time.Time, distrusted bool, now time.Time) Decision {
+func decide(p *policies.Policy, st PolicyState, created, expires time.Time, distrusted bool, now time.Time) Decision {
 	if st.Active != nil {
 		return Decision{Reason: ReasonInFlight, Message: fmt.Sprintf("rotation %s is at step %s", st.Active.ID, st.Active.Step), At: now}
 	}
@@ -105,8 +118,15 @@ func decide(p *policies.Policy, st PolicyState, created time.Time, distrusted bo
 		d = Decision{Due: true, Reason: ReasonNeverRotated, Message: "no key rotated by rekey yet", At: now}
 	case p.Schedule.MaxAge > 0 && !now.Before(created.Add(p.Schedule.MaxAge)):
 		return Decision{Due: true, Reason: ReasonMaxAge, Message: fmt.Sprintf("key is %s old, over max_age %s: rotating regardless of window", age(now, created), p.Schedule.MaxAge), At: created.Add(p.Schedule.MaxAge)}
+	case !expires.IsZero() && !now.Before(ExpiryDue(p, created, expires)):
+		return decideExpiry(p, st, created, expires, now)
 	default:
 		d = nextDue(p, st, created)
+		if !expires.IsZero() {
+			if at := ExpiryDue(p, created, expires); d.At.IsZero() || at.Before(d.At) {
+				d = Decision{Reason: ReasonExpiry, Message: fmt.Sprintf("key expires at %s; due %s before (expiry_lead %s)", expires.UTC().Format(time.RFC3339), expires.Sub(at).Round(time.Second), p.Schedule.ExpiryLead), At: at}
+			}
+		}
 		d.Due = !now.Before(d.At)
 		if !d.Due {
 			d.Reason = ReasonNotDue
@@ -120,9 +140,46 @@ func decide(p *policies.Policy, st PolicyState, created time.Time, distrusted bo
 		if p.Schedule.MaxAge > 0 && !created.IsZero() && created.Add(p.Schedule.MaxAge).Before(open) {
 			open = created.Add(p.Schedule.MaxAge)
 		}
+		if !expires.IsZero() && ExpiryDue(p, created, expires).Before(open) {
+			open = ExpiryDue(p, created, expires)
+		}
 		return Decision{Reason: ReasonWindow, Message: fmt.Sprintf("due (%s), waiting for window %q", d.Message, p.Schedule.Window.Expr), At: open}
 	}
 	return d
+}
+
+// ExpiryDue is when a key created at created that expires at expires is
+// due: expiry_lead before its expiry.
+func ExpiryDue(p *policies.Policy, created, expires time.Time) time.Time {
+	return expires.Add(-p.Schedule.ExpiryLead.Before(created, expires))
+}
+
+// decideExpiry decides for a key within expiry_lead of its expiry, or
+// past it: due regardless of the window. After failed attempts the backoff
+// still applies, but the next attempt comes no later than halfway from the
+// last attempt to the expiry, so that attempts get closer as the expiry
+// nears instead of waiting past it.
+func decideExpiry(p *policies.Policy, st PolicyState, created, expires, now time.Time) Decision {
+	d := Decision{Due: true, Reason: ReasonExpiry, At: ExpiryDue(p, created, expires),
+		Message: fmt.Sprintf("key expires at %s, in %s (expiry_lead %s): rotating regardless of window", expires.UTC().Format(time.RFC3339), expires.Sub(now).Round(time.Second), p.Schedule.ExpiryLead)}
+	if !now.Before(expires) {
+		d.Reason, d.At = ReasonExpired, expires
+		d.Message = fmt.Sprintf("key EXPIRED at %s, %s ago: dependents that still use it fail; rotating now", expires.UTC().Format(time.RFC3339), now.Sub(expires).Round(time.Second))
+	}
+	if st.NotBefore.IsZero() || !now.Before(st.NotBefore) {
+		return d
+	}
+	retry := st.NotBefore
+	if !st.LastAttempt.IsZero() && st.LastAttempt.Before(expires) {
+		if half := st.LastAttempt.Add(expires.Sub(st.LastAttempt) / 2); half.Before(retry) {
+			retry = half
+		}
+	}
+	if !now.Before(retry) {
+		return d
+	}
+	return Decision{Reason: ReasonBackoff, At: retry,
+		Message: fmt.Sprintf("backing off after %d failed attempts until %s; %s", st.Failures, retry.UTC().Format(time.RFC3339), d.Message)}
 }
 
 func nextDue(p *policies.Policy, st PolicyState, created time.Time) Decision {

@@ -409,6 +409,7 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, mode adv
 	}
 	st.Policy = p.Name
 	if st.Active == nil {
+		expiryNext := e.checkExpiry(ctx, p, st)
 		if !force {
 			d := Decide(p, st, e.facts(ctx, p, st), e.now())
 			if d.Warning != "" {
@@ -419,7 +420,11 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, mode adv
 				if d.Reason == ReasonStuck {
 					res = OutcomeStuck
 				}
-				return Outcome{Policy: p.Name, Result: res, Decision: d, Next: d.At}, nil
+				next := d.At
+				if !expiryNext.IsZero() && (next.IsZero() || expiryNext.Before(next)) {
+					next = expiryNext
+				}
+				return Outcome{Policy: p.Name, Result: res, Decision: d, Next: next}, nil
 			}
 			e.log.Info().Str("policy", p.Name).Str("reason", d.Reason).Msg(d.Message)
 		}
@@ -473,7 +478,7 @@ func (e *Engine) facts(ctx context.Context, p *policies.Policy, st PolicyState) 
 	if err != nil || len(keys) != 1 {
 		return Facts{}
 	}
-	return Facts{ExistingKeyCreated: keys[0].CreatedAt}
+	return Facts{ExistingKeyCreated: keys[0].CreatedAt, ExistingKeyExpires: keys[0].ExpiresAt}
 }
 
 // NewRotationID returns a random RFC 4122 version 4 UUID.

@@ -23,6 +23,9 @@ const (
 	StepSoak       Step = "soak"
 	StepRevoke     Step = "revoke"
 	StepWatch      Step = "watch"
+	// StepExpiry is the step of expiring and expired events, which belong
+	// to no rotation.
+	StepExpiry     Step = "expiry"
 	StepDone       Step = "done"
 	StepRollback   Step = "rollback"
 	StepRolledBack Step = "rolled_back"
@@ -43,7 +46,19 @@ const (
 	// ResultReactivated: dependents failed during soak and the old key was
 	// re-activated.
 	ResultReactivated Result = "reactivated"
+	// ResultForced: a compromised rotation went on without the
+	// dependents' proof, because the operator said -force-revoke.
+	ResultForced Result = "forced"
+	// ResultExpiring: the current key expires soon and no rotation has
+	// replaced it (StepExpiry).
+	ResultExpiring Result = "expiring"
+	// ResultExpired: the current key expired at the provider before a
+	// rotation replaced it (StepExpiry): the loudest state.
+	ResultExpired Result = "expired"
 )
+
+// ReasonCompromised is the Reason of the events of a compromised rotation.
+const ReasonCompromised = "compromised"
 
 // Event is one step transition of one rotation. It carries ids, masked key
 // ids and sink versions; never secret values. It is the record written to
@@ -62,6 +77,15 @@ type Event struct {
 	Error      string            `json:"error,omitempty"`
 	// Manual is true for rotations started by an operator.
 	Manual bool `json:"manual,omitempty"`
+	// Reason is "compromised" for an emergency rotation (rekey rotate
+	// -compromised), and Note the operator's -reason text.
+	Reason string `json:"reason,omitempty"`
+	Note   string `json:"note,omitempty"`
+	// ExpiresAt is the current key's expiry, on expiring and expired
+	// events.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Labels are the policy's labels (never a key id or a secret).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Observer receives every event. Observe must not block the rotation: an

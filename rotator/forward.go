@@ -122,6 +122,11 @@ func (r *run) create(ctx context.Context) (stepResult, error) {
 	if key.CreatedAt.IsZero() {
 		key.CreatedAt = seen
 	}
+	if key.ExpiresAt.IsZero() && r.p.Schedule.KeyTTL > 0 {
+		// The provider was asked for this lifetime and did not say when the
+		// key expires: count it from the creation time (the earlier bound).
+		key.ExpiresAt = key.CreatedAt.Add(r.p.Schedule.KeyTTL)
+	}
 	if _, warning := KeyAgeFrom(key.CreatedAt, seen, seen); warning != "" {
 		r.log.Warn().Str("key", secret.Mask(key.ID)).Msg(warning)
 	}
@@ -135,6 +140,7 @@ func (r *run) create(ctx context.Context) (stepResult, error) {
 	r.rec.NewKeyID = key.ID
 	r.rec.NewKeyCreated = key.CreatedAt
 	r.rec.NewKeySeen = seen
+	r.rec.NewKeyExpires = key.ExpiresAt
 	return stepResult{}, nil
 }
 
@@ -326,6 +332,9 @@ func (r *run) commit(ctx context.Context) (stepResult, error) {
 	if err := r.e.fp.hit(ctx, "commit.before"); err != nil {
 		return stepResult{}, err
 	}
+	if err := r.intend(ctx, StepCommit); err != nil {
+		return stepResult{}, err
+	}
 	now := r.e.now()
 	r.rec.CommittedAt = now
 	created, seen := r.rec.NewKeyCreated, r.rec.NewKeySeen
@@ -340,6 +349,8 @@ func (r *run) commit(ctx context.Context) (stepResult, error) {
 			st.CurrentKeyID = r.rec.NewKeyID
 			st.CurrentKeyCreated = created
 			st.CurrentKeySeen = seen
+			st.CurrentKeyExpires = r.rec.NewKeyExpires
+			st.ExpiryNotified, st.ExpiredNotified = 0, false
 			st.Alert = ""
 			for _, id := range r.rec.OldKeyIDs {
 				if !contains(st.Retired, id) {

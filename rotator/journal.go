@@ -40,6 +40,14 @@ type PolicyState struct {
 	// returned); the key's age counts from it when the provider reports a
 	// creation time in the future.
 	CurrentKeySeen time.Time `json:"current_key_first_seen,omitzero"`
+	// CurrentKeyExpires is when the current key expires at the provider
+	// (zero: never, or unknown).
+	CurrentKeyExpires time.Time `json:"current_key_expires,omitzero"`
+	// ExpiryNotified is the smallest expiring threshold already notified
+	// for the current key (ExpiredNotified: the key expired and that was
+	// notified); both reset when a rotation commits.
+	ExpiryNotified  time.Duration `json:"expiry_notified,omitempty"`
+	ExpiredNotified bool          `json:"expired_notified,omitempty"`
 	// Retired are old keys whose rotation committed but whose deletion has
 	// not been confirmed; they are provably rekey's and no longer served.
 	Retired []string `json:"retired,omitempty"`
@@ -79,6 +87,17 @@ type Record struct {
 	NewKeyCreated time.Time `json:"new_key_created,omitzero"`
 	// NewKeySeen is when the provider's create returned the new key.
 	NewKeySeen time.Time `json:"new_key_first_seen,omitzero"`
+	// NewKeyExpires is when the new key expires at the provider, if it
+	// does.
+	NewKeyExpires time.Time `json:"new_key_expires,omitzero"`
+	// Compromised marks an emergency rotation (rekey rotate -compromised):
+	// no grace period, drain or soak; the old key is revoked as soon as the
+	// dependents pass with the new one. Note is the operator's reason.
+	Compromised bool   `json:"compromised,omitempty"`
+	Note        string `json:"note,omitempty"`
+	// ForceRevoke revokes the old key of a compromised rotation even when
+	// the dependents do not pass with the new key (-force-revoke).
+	ForceRevoke bool `json:"force_revoke,omitempty"`
 	// OldKeyIDs are the keys this rotation retires after commit.
 	OldKeyIDs []string `json:"old_key_ids,omitempty"`
 	// Sinks maps each sink location to its versions.

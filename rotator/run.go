@@ -25,11 +25,14 @@ type run struct {
 }
 
 func (r *run) rotation() plugin.Rotation {
-	return plugin.Rotation{ID: r.rec.ID, Policy: r.p.Name, Generation: r.rec.Generation, StartedAt: r.rec.StartedAt}
+	return plugin.Rotation{ID: r.rec.ID, Policy: r.p.Name, Generation: r.rec.Generation, StartedAt: r.rec.StartedAt, KeyTTL: r.p.Schedule.KeyTTL}
 }
 
 func (r *run) event(step Step, res Result, err error) Event {
-	ev := Event{Policy: r.p.Name, RotationID: r.rec.ID, Generation: r.rec.Generation, Step: step, Result: res, Manual: r.rec.Manual}
+	ev := Event{Policy: r.p.Name, RotationID: r.rec.ID, Generation: r.rec.Generation, Step: step, Result: res, Manual: r.rec.Manual, Labels: r.p.Labels}
+	if r.rec.Compromised {
+		ev.Reason, ev.Note = ReasonCompromised, r.rec.Note
+	}
 	if r.rec.NewKeyID != "" {
 		ev.NewKeyID = secret.Mask(r.rec.NewKeyID)
 	}
@@ -123,6 +126,15 @@ func actsOnOldKey(s Step) bool {
 		return false
 	}
 	return true
+}
+
+// intend records that an irreversible step is about to act (a started
+// event, written to the audit log synchronously) and refuses the step
+// when that record, or any earlier one of this call, was not written: the
+// audit log holds every irreversible act before it happens.
+func (r *run) intend(ctx context.Context, step Step) error {
+	r.emit(ctx, step, ResultStarted, 0, nil)
+	return r.auditOK(step)
 }
 
 // auditOK refuses an irreversible step after a failed audit write.

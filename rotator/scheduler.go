@@ -155,7 +155,7 @@ func (e *Engine) Run(ctx context.Context) error {
 					if next.IsZero() || out.Result == OutcomeDone {
 						next = e.now()
 					}
-					if out.Result == OutcomeStuck {
+					if out.Result == OutcomeStuck && (out.Next.IsZero() || !out.Next.After(e.now())) {
 						next = e.now().Add(24 * time.Hour)
 					}
 					select {

@@ -22,13 +22,21 @@ type PolicyStatus struct {
 	// reported a creation time in the future (then Warning says so).
 	KeyAgeSec int64 `json:"key_age_seconds,omitempty"`
 	// Warning reports a key creation time that was not trusted.
-	Warning     string    `json:"warning,omitempty"`
-	Generation  int64     `json:"generation"`
-	LastResult  string    `json:"last_result,omitempty"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastSuccess time.Time `json:"last_success,omitzero"`
-	Failures    int       `json:"failures,omitempty"`
-	Stuck       bool      `json:"stuck"`
+	Warning string `json:"warning,omitempty"`
+	// KeyExpires is when the current key expires at its provider (zero:
+	// never, or unknown); ExpiresInSec is the time left (negative once
+	// it expired) and Expired says it did: the loudest state.
+	KeyExpires   time.Time `json:"key_expires,omitzero"`
+	ExpiresInSec int64     `json:"expires_in_seconds,omitempty"`
+	Expired      bool      `json:"expired,omitempty"`
+	// Labels are the policy's labels.
+	Labels      map[string]string `json:"labels,omitempty"`
+	Generation  int64             `json:"generation"`
+	LastResult  string            `json:"last_result,omitempty"`
+	LastError   string            `json:"last_error,omitempty"`
+	LastSuccess time.Time         `json:"last_success,omitzero"`
+	Failures    int               `json:"failures,omitempty"`
+	Stuck       bool              `json:"stuck"`
 	// Alert says what dependents showed after an old key was revoked
 	// (revoke.watch); it stays until a later rotation commits.
 	Alert string `json:"alert,omitempty"`
@@ -137,10 +145,16 @@ func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
 				ps.KeyAgeSec = int64(now.Sub(from) / time.Second)
 			}
 			ps.Warning = warning
+			if exp := st.CurrentKeyExpires; !exp.IsZero() {
+				ps.KeyExpires = exp
+				ps.ExpiresInSec = int64(exp.Sub(now) / time.Second)
+				ps.Expired = !now.Before(exp)
+			}
 		}
 		p, ok := e.Policy(st.Policy)
 		ps.Configured = ok
 		if ok {
+			ps.Labels = p.Labels
 			n := NextFor(p, st, Facts{}, now)
 			ps.NextState, ps.NextDue, ps.NextReason = n.State, n.At, n.Reason
 		}
@@ -179,6 +193,10 @@ type PlanEntry struct {
 	At         string   `json:"at,omitempty"`
 	Steps      []string `json:"steps"`
 	Warnings   []string `json:"warnings,omitempty"`
+	// KeyExpires is when the current key expires at its provider (RFC
+	// 3339; empty: never, or unknown), and Expired says it did.
+	KeyExpires string `json:"key_expires,omitempty"`
+	Expired    bool   `json:"expired,omitempty"`
 }
 
 // Plan says, for each named policy (all when names is empty), whether it is
@@ -207,6 +225,14 @@ func (e *Engine) Plan(ctx context.Context, names []string) ([]PlanEntry, error) 
 		}
 		if !nx.At.IsZero() {
 			pe.At = nx.At.Format(time.RFC3339)
+		}
+		exp := st.CurrentKeyExpires
+		if st.CurrentKeyID == "" && exp.IsZero() {
+			exp = facts.ExistingKeyExpires
+		}
+		if !exp.IsZero() {
+			pe.KeyExpires = exp.UTC().Format(time.RFC3339)
+			pe.Expired = !e.now().Before(exp)
 		}
 		if l, ok := p.Provider.Provider.(providers.Lister); ok && st.Active == nil {
 			lctx, cancel := withStepTimeout(ctx, p)
