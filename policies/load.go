@@ -306,7 +306,7 @@ func (ld *loading) decode() {
 }
 
 // reservedTopLevel are the top-level names that are not connection kinds.
-var reservedTopLevel = map[string]bool{"state_dir": true, "disable_mlock": true, "log": true, "server": true, "policy": true, "guard": true}
+var reservedTopLevel = map[string]bool{"state_dir": true, "disable_mlock": true, "log": true, "server": true, "policy": true, "guard": true, "journal": true}
 
 func topSchema() *hcl.BodySchema {
 	s := &hcl.BodySchema{
@@ -315,6 +315,7 @@ func topSchema() *hcl.BodySchema {
 			{Type: "log"},
 			{Type: "server"},
 			{Type: "guard"},
+			{Type: "journal", LabelNames: []string{"kind"}},
 			{Type: "policy", LabelNames: []string{"name"}},
 		},
 	}
@@ -327,7 +328,7 @@ func topSchema() *hcl.BodySchema {
 }
 
 func (ld *loading) decodeSettings() {
-	var stateDir, mlock, logBlock, serverBlock *hcl.Range
+	var stateDir, mlock, logBlock, serverBlock, journalBlock *hcl.Range
 	for _, f := range ld.files {
 		if f.content == nil {
 			continue
@@ -377,6 +378,13 @@ func (ld *loading) decodeSettings() {
 				ld.decodeServer(blk, f)
 			case "guard":
 				ld.decodeGuard(blk, f)
+			case "journal":
+				if journalBlock != nil {
+					ld.diags = append(ld.diags, duplicate(blk.DefRange, *journalBlock, "journal block", "Only one journal block is allowed in the whole configuration."))
+					continue
+				}
+				journalBlock = blk.DefRange.Ptr()
+				ld.decodeJournal(blk, f)
 			}
 		}
 	}

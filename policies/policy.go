@@ -30,6 +30,9 @@ type Config struct {
 	Log LogSettings
 	// Server is the optional listener for metrics, health and control.
 	Server *Server
+	// Journal is the shared journal (journal "etcd"), nil for the
+	// embedded bbolt journal in StateDir.
+	Journal *JournalSettings
 	// Connections are the named connections (vault "main", aws "prod").
 	Connections *plugin.Connections
 	// ConnectionLabels are the labels of the connections, by "KIND.NAME".
