@@ -30,14 +30,23 @@ const (
 	// EventReactivated: dependents failed during soak and the old key
 	// was re-activated: something still uses it.
 	EventReactivated = "reactivated"
+	// EventExpiring: the current key expires within one of the policy's
+	// expiry_notify thresholds and rotations keep failing.
+	EventExpiring = "expiring"
+	// EventExpired: the current key expired at its provider before a
+	// rotation replaced it: dependents that still use it fail.
+	EventExpired = "expired"
+	// EventCompromised: a step of a compromised rotation (rekey rotate
+	// -compromised) finished or failed; Reason and Note say why.
+	EventCompromised = "compromised"
 )
 
 // Events lists every event name.
-var Events = []string{EventSuccess, EventFailure, EventRolledBack, EventStuck, EventRevokePending, EventReactivated, EventWatchFailed}
+var Events = []string{EventSuccess, EventFailure, EventRolledBack, EventStuck, EventRevokePending, EventReactivated, EventWatchFailed, EventExpiring, EventExpired, EventCompromised}
 
 // DefaultEvents are notified when a notify block has no `on` attribute:
 // everything that needs a person's attention.
-var DefaultEvents = []string{EventFailure, EventRolledBack, EventStuck, EventReactivated, EventWatchFailed}
+var DefaultEvents = []string{EventFailure, EventRolledBack, EventStuck, EventReactivated, EventWatchFailed, EventExpiring, EventExpired, EventCompromised}
 
 // CommonSchema is the part of every notify block that the loader decodes
 // itself (with DecodeFilter) before passing the rest of the body to the

@@ -57,6 +57,14 @@ type Message struct {
 	Duration   time.Duration     `json:"duration_ns,omitempty"`
 	Error      string            `json:"error,omitempty"`
 	Manual     bool              `json:"manual,omitempty"`
+	// Reason is "compromised" for an emergency rotation, Note the
+	// operator's -reason text.
+	Reason string `json:"reason,omitempty"`
+	Note   string `json:"note,omitempty"`
+	// ExpiresAt is the key's expiry on expiring and expired events.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Labels are the policy's labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Factory decodes and validates a notify block body (without the common

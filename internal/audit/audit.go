@@ -56,6 +56,14 @@ type Record struct {
 	DurationNS int64             `json:"duration_ns,omitempty"`
 	Error      string            `json:"error,omitempty"`
 	Manual     bool              `json:"manual,omitempty"`
+	// Reason is "compromised" for an emergency rotation, Note the
+	// operator's -reason text.
+	Reason string `json:"reason,omitempty"`
+	Note   string `json:"note,omitempty"`
+	// ExpiresAt is the key's expiry on expiring and expired records.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Labels are the policy's labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // NewRecord builds the audit record of e. Key ids are masked again
@@ -74,6 +82,12 @@ func NewRecord(host string, e rotator.Event) Record {
 		DurationNS: int64(e.Duration),
 		Error:      e.Error,
 		Manual:     e.Manual,
+		Reason:     e.Reason,
+		Note:       e.Note,
+		Labels:     e.Labels,
+	}
+	if !e.ExpiresAt.IsZero() {
+		r.ExpiresAt = e.ExpiresAt.UTC()
 	}
 	if e.NewKeyID != "" {
 		r.NewKeyID = secret.Mask(e.NewKeyID)

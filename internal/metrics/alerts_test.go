@@ -88,7 +88,7 @@ func TestAlertRules(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"RekeyRotationOverdue", "RekeyPolicyStuck", "RekeyKeyOlderThanMaxAge", "RekeyConfigReloadFailed", "RekeyNoSuccessfulRotation", "RekeyWatchFailed", "RekeyDependentAuthFailuresRising"} {
+	for _, want := range []string{"RekeyRotationOverdue", "RekeyPolicyStuck", "RekeyKeyOlderThanMaxAge", "RekeyConfigReloadFailed", "RekeyNoSuccessfulRotation", "RekeyWatchFailed", "RekeyDependentAuthFailuresRising", "RekeyKeyExpiringSoon", "RekeyKeyExpired"} {
 		if !seen[want] {
 			t.Errorf("alert %s missing", want)
 		}

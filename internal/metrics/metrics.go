@@ -52,6 +52,9 @@ type PolicyState struct {
 	KeyCreated time.Time
 	// MaxAge is the policy's max_age: a key older than this is overdue.
 	MaxAge time.Duration
+	// KeyExpires is when the key currently served expires at its
+	// provider (zero: never, or unknown).
+	KeyExpires time.Time
 	// LastSuccess is when the last rotation completed, from the journal,
 	// so that the gauge survives a restart.
 	LastSuccess time.Time
@@ -72,6 +75,7 @@ type Metrics struct {
 	lastSuccess   *prometheus.GaugeVec
 	next          *prometheus.GaugeVec
 	keyMaxAge     *prometheus.GaugeVec
+	keyExpiry     *prometheus.GaugeVec
 	stuck         *prometheus.GaugeVec
 	alert         *prometheus.GaugeVec
 	rotations     *prometheus.CounterVec
@@ -108,6 +112,10 @@ func New(version string) *Metrics {
 		keyMaxAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rekey_key_max_age_seconds",
 			Help: "The policy's max_age: a key older than this is overdue.",
+		}, []string{"policy"}),
+		keyExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rekey_key_expiry_timestamp_seconds",
+			Help: "Unix time at which the key the policy currently serves expires at its provider; absent for keys that do not expire.",
 		}, []string{"policy"}),
 		stuck: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rekey_policy_stuck",
@@ -151,7 +159,7 @@ func New(version string) *Metrics {
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(
-		m.lastSuccess, m.next, m.keyMaxAge, m.stuck, m.alert, m.rotations, m.stepDuration,
+		m.lastSuccess, m.next, m.keyMaxAge, m.keyExpiry, m.stuck, m.alert, m.rotations, m.stepDuration,
 		m.reloadOK, m.journalOK, m.reloadTime, m.buildInfo, m.notifyFailed, keyAgeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -215,6 +223,7 @@ func (m *Metrics) kind(policy string) string {
 // policy's next due time, key or stuck state changes.
 func (m *Metrics) SetPolicyState(policy string, s PolicyState) {
 	setOrDelete(m.next, policy, s.Next)
+	setOrDelete(m.keyExpiry, policy, s.KeyExpires)
 	if !s.LastSuccess.IsZero() {
 		m.lastSuccess.WithLabelValues(policy).Set(unix(s.LastSuccess))
 	}
@@ -248,7 +257,7 @@ func (m *Metrics) SetPolicyState(policy string, s PolicyState) {
 
 // RemovePolicy drops every series of a policy that a reload removed.
 func (m *Metrics) RemovePolicy(policy string) {
-	for _, v := range []*prometheus.GaugeVec{m.next, m.lastSuccess, m.keyMaxAge, m.stuck, m.alert} {
+	for _, v := range []*prometheus.GaugeVec{m.next, m.lastSuccess, m.keyMaxAge, m.keyExpiry, m.stuck, m.alert} {
 		v.DeleteLabelValues(policy)
 	}
 	m.rotations.DeletePartialMatch(prometheus.Labels{"policy": policy})

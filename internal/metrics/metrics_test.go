@@ -110,6 +110,7 @@ func populated(t *testing.T) *Metrics {
 		Next:         now.Add(30 * 24 * time.Hour),
 		KeyCreated:   now.Add(-10 * 24 * time.Hour),
 		MaxAge:       90 * 24 * time.Hour,
+		KeyExpires:   now.Add(20 * 24 * time.Hour),
 		LastSuccess:  now.Add(-10 * 24 * time.Hour),
 	})
 	m.SetPolicyState("billing-db", PolicyState{ProviderKind: "postgres", Next: now.Add(-2 * time.Hour)})
