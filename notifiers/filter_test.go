@@ -32,7 +32,7 @@ func TestDecodeFilter(t *testing.T) {
 	}{
 		{"absent means the default", `url = "x"`, DefaultEvents, ""},
 		{"listed events", `on = ["success", "stuck", "success"]`, []string{"success", "stuck"}, ""},
-		{"every event", `on = ["failure","stuck","rolled_back","success","revoke_pending","reactivated","watch_failed"]`, Events, ""},
+		{"every event", `on = ["failure","stuck","rolled_back","success","revoke_pending","reactivated","watch_failed","expiring","expired","compromised"]`, Events, ""},
 		{"unknown event is refused", `on = ["failed"]`, nil, `unknown event "failed"`},
 		{"empty list is refused", `on = []`, nil, "never be used"},
 		{"not a list is refused", `on = { a = 1 }`, nil, "must be a list"},
