@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/rs/zerolog"
 
+	"github.com/rekeyhq/rekey/internal/retry"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/secret"
 )
@@ -400,39 +401,39 @@ func (c *Conn) Do(ctx context.Context, fn func(*api.Client) error) error {
 		defer cancel()
 	}
 	reauthed := false
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		cl, gen, err := c.authedClient(ctx)
-		if err == nil {
-			err = fn(cl)
-			if err == nil {
-				return nil
+	return retry.Do(ctx, retry.Options{
+		Backoff:     retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second},
+		FitDeadline: true,
+		OnRetry: func(attempt int, wait time.Duration, err error) {
+			zerolog.Ctx(ctx).Warn().Str("connection", c.name).Int("attempt", attempt).Dur("retry_in", wait).Err(err).Msg("vault request failed; retrying")
+		},
+		GiveUp: func(why retry.Reason, attempts int, err error) error {
+			switch why {
+			case retry.Deadline:
+				return fmt.Errorf("vault %q: giving up after %d attempts before the deadline: %w", c.name, attempts, err)
+			case retry.Interrupted:
+				return fmt.Errorf("vault %q: giving up after %d attempts: %w", c.name, attempts, err)
 			}
-			if !reauthed && c.canReauth() && isStatus(err, http.StatusForbidden) {
-				reauthed = true
-				c.invalidate(gen)
-				zerolog.Ctx(ctx).Info().Str("connection", c.name).Msg("vault refused the token (403); logging in again and retrying once")
-				continue
-			}
-		}
-		err = classify(ctx, err)
-		if plugin.IsPermanent(err) || ctx.Err() != nil {
 			return err
+		},
+	}, func(ctx context.Context) error {
+		for {
+			cl, gen, err := c.authedClient(ctx)
+			if err == nil {
+				err = fn(cl)
+				if err == nil {
+					return nil
+				}
+				if !reauthed && c.canReauth() && isStatus(err, http.StatusForbidden) {
+					reauthed = true
+					c.invalidate(gen)
+					zerolog.Ctx(ctx).Info().Str("connection", c.name).Msg("vault refused the token (403); logging in again and retrying once")
+					continue
+				}
+			}
+			return classify(ctx, err)
 		}
-		wait := jitter(delay)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			return fmt.Errorf("vault %q: giving up after %d attempts before the deadline: %w", c.name, attempt, err)
-		}
-		zerolog.Ctx(ctx).Warn().Str("connection", c.name).Int("attempt", attempt).Dur("retry_in", wait).Err(err).Msg("vault request failed; retrying")
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("vault %q: giving up after %d attempts: %w", c.name, attempt, err)
-		case <-t.C:
-		}
-		delay = min(delay*2, 5*time.Second)
-	}
+	})
 }
 
 // Logins reports how many times the connection logged in (for tests and

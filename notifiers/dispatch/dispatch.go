@@ -17,13 +17,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	mrand "math/rand/v2"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/rekeyhq/rekey/internal/retry"
 	"github.com/rekeyhq/rekey/notifiers"
-	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/rotator"
 	"github.com/rekeyhq/rekey/secret"
 )
@@ -146,10 +145,6 @@ func (d *Dispatcher) Start(ctx context.Context) {
 // progress).
 func EventName(e rotator.Event) (name string, ok bool) {
 	switch {
-	case e.Step == rotator.StepExpiry && e.Result == rotator.ResultExpired:
-		return notifiers.EventExpired, true
-	case e.Step == rotator.StepExpiry && e.Result == rotator.ResultExpiring:
-		return notifiers.EventExpiring, true
 	case e.Step == rotator.StepWatch && e.Result == rotator.ResultFailed:
 		return notifiers.EventWatchFailed, true
 	case e.Result == rotator.ResultStuck:
@@ -162,8 +157,6 @@ func EventName(e rotator.Event) (name string, ok bool) {
 		return notifiers.EventFailure, true
 	case e.Step == rotator.StepDrain && e.Result == rotator.ResultWaiting:
 		return notifiers.EventRevokePending, true
-	case e.Reason == rotator.ReasonCompromised && (e.Step == rotator.StepDone || e.Step == rotator.StepRevoke || e.Result == rotator.ResultForced):
-		return notifiers.EventCompromised, true
 	case e.Step == rotator.StepDone && e.Result == rotator.ResultOK:
 		return notifiers.EventSuccess, true
 	}
@@ -186,10 +179,6 @@ func NewMessage(event, hostname string, e rotator.Event) notifiers.Message {
 		Duration:   e.Duration,
 		Error:      e.Error,
 		Manual:     e.Manual,
-		Reason:     e.Reason,
-		Note:       e.Note,
-		ExpiresAt:  e.ExpiresAt,
-		Labels:     e.Labels,
 	}
 	if e.NewKeyID != "" {
 		m.NewKeyID = secret.Mask(e.NewKeyID)
@@ -306,33 +295,20 @@ func (d *Dispatcher) work(ctx context.Context, r *route) {
 
 // deliver tries m up to MaxAttempts times.
 func (d *Dispatcher) deliver(ctx context.Context, r *route, m notifiers.Message) error {
-	var err error
-	for attempt := 1; ; attempt++ {
-		if err = r.Notifier.Notify(ctx, m); err == nil {
-			return nil
-		}
-		if plugin.IsPermanent(err) || attempt >= d.opts.MaxAttempts || ctx.Err() != nil {
+	return retry.Do(ctx, retry.Options{
+		Backoff:  d.backoffs(),
+		Attempts: d.opts.MaxAttempts,
+		GiveUp: func(why retry.Reason, _ int, err error) error {
+			if why == retry.Interrupted {
+				return errors.Join(err, ctx.Err())
+			}
 			return err
-		}
-		t := time.NewTimer(d.backoff(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return errors.Join(err, ctx.Err())
-		case <-t.C:
-		}
-	}
+		},
+	}, func(ctx context.Context) error { return r.Notifier.Notify(ctx, m) })
 }
 
-// backoff is the delay after the given failed attempt: BaseDelay doubled
-// per attempt, capped at MaxDelay, less a random jitter of up to half.
-func (d *Dispatcher) backoff(attempt int) time.Duration {
-	delay := d.opts.MaxDelay
-	if shift := attempt - 1; shift < 30 {
-		if b := d.opts.BaseDelay << shift; b > 0 && b < delay {
-			delay = b
-		}
-	}
-	half := delay / 2
-	return delay - time.Duration(mrand.Int64N(int64(half)+1))
+// backoffs is the delay after each failed attempt: BaseDelay doubled per
+// attempt, capped at MaxDelay, less a random jitter of up to half.
+func (d *Dispatcher) backoffs() retry.Backoff {
+	return retry.Backoff{Initial: d.opts.BaseDelay, Max: d.opts.MaxDelay}
 }

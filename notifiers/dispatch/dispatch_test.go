@@ -233,7 +233,7 @@ func TestBackoffIsCappedAndJittered(t *testing.T) {
 	for attempt := 1; attempt <= 40; attempt++ {
 		want := min(time.Second<<min(attempt-1, 30), 8*time.Second)
 		for range 20 {
-			got := d.backoff(attempt)
+			got := d.backoffs().Delay(attempt)
 			if got < want/2 || got > want {
 				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", attempt, got, want/2, want)
 			}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rekeyhq/rekey/internal/retry"
 	"github.com/rekeyhq/rekey/plugin"
 )
 
@@ -155,42 +155,57 @@ func (c *Client) Do(ctx context.Context, r *Request) (*Response, error) {
 	if delay <= 0 {
 		delay = 500 * time.Millisecond
 	}
-	for attempt := 0; ; attempt++ {
+	var out *Response
+	var outErr error
+	attempts := 0
+	err = retry.Do(ctx, retry.Options{
+		Backoff:     retry.Backoff{Initial: delay, Max: 30 * time.Second},
+		Attempts:    max(c.Retries, 0) + 1,
+		FitDeadline: true,
+		Retryable:   func(error) bool { return true },
+		MinWait: func(err error) time.Duration {
+			var a *again
+			if errors.As(err, &a) {
+				return a.wait
+			}
+			return 0
+		},
+	}, func(ctx context.Context) error {
+		attempts++
 		resp, err := c.once(ctx, hc, r)
-		retry, wait := false, time.Duration(0)
+		more, wait := false, time.Duration(0)
 		switch {
 		case err != nil:
-			retry = idempotent(r.Method) || notConnected(err)
+			more = idempotent(r.Method) || notConnected(err)
 		case resp.Status == http.StatusTooManyRequests || resp.Status == http.StatusServiceUnavailable:
-			retry, wait = true, retryAfter(resp.Header, time.Now())
+			more, wait = true, retryAfter(resp.Header, time.Now())
 		case resp.Status >= 500:
-			retry = idempotent(r.Method)
+			more = idempotent(r.Method)
 		}
-		if !retry {
-			return resp, err
+		if !more {
+			out, outErr = resp, err
+			return nil
 		}
 		if err == nil {
 			clear(resp.Body)
-			err = c.Errorf(r, "status %d (%s) after %d attempts; the server is overloaded or failing: rekey retries the step later", resp.Status, http.StatusText(resp.Status), attempt+1)
+			err = c.Errorf(r, "status %d (%s) after %d attempts; the server is overloaded or failing: rekey retries the step later", resp.Status, http.StatusText(resp.Status), attempts)
 		}
-		if attempt >= c.Retries {
-			return nil, err
-		}
-		d := delay/2 + rand.N(delay/2+1)
-		d = max(d, wait)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-			return nil, err
-		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, err
-		case <-t.C:
-		}
-		delay = min(delay*2, 30*time.Second)
+		return &again{err: err, wait: wait}
+	})
+	if err != nil {
+		return nil, errors.Unwrap(err)
 	}
+	return out, outErr
 }
+
+// again is a failure worth another attempt, after at least wait.
+type again struct {
+	err  error
+	wait time.Duration
+}
+
+func (a *again) Error() string { return a.err.Error() }
+func (a *again) Unwrap() error { return a.err }
 
 func (c *Client) once(ctx context.Context, hc *http.Client, r *Request) (*Response, error) {
 	var body io.Reader
