@@ -67,7 +67,7 @@ func TestFailedAuditWriteStopsBeforeIrreversibleSteps(t *testing.T) {
 		f := newFixture(t, fullProvider(w))
 		f.p.Revoke = policies.Revoke{Soak: time.Millisecond}
 		broken := true
-		a := &failingAudit{fail: func(e Event) bool { return broken && e.Step == StepCommit }}
+		a := &failingAudit{fail: func(e Event) bool { return broken && e.Step == StepCommit && e.Result == ResultOK }}
 		e := auditEngine(t, f, a)
 		out, err := e.Rotate(context.Background(), "pay", RotateOptions{})
 		if err != nil || out.Result != OutcomeCommitted || !errors.Is(out.Err, ErrAudit) {
@@ -88,6 +88,62 @@ func TestFailedAuditWriteStopsBeforeIrreversibleSteps(t *testing.T) {
 		}
 		assertOrder(t, steps, []string{"deactivate/ok", "revoke/ok", "done/ok"})
 	})
+}
+
+// TestAuditRecordsIrreversibleStepsBeforeTheyAct: commit, deactivate and
+// revoke each write a started record before they act, and a failure to
+// write that record stops the step: the audit log can never miss an
+// irreversible act that happened.
+func TestAuditRecordsIrreversibleStepsBeforeTheyAct(t *testing.T) {
+	for _, step := range []Step{StepCommit, StepDeactivate, StepRevoke} {
+		t.Run(string(step), func(t *testing.T) {
+			w := newWorld(t)
+			w.maxKeys = 2
+			old := w.seed("sink:a", "sink:b")
+			f := newFixture(t, fullProvider(w))
+			f.p.Revoke = policies.Revoke{Soak: time.Millisecond}
+			broken := true
+			// sawOldActive: was the old key still untouched by the step
+			// (active; for revoke: not deleted) when its record was written?
+			var sawOldActive []bool
+			a := &failingAudit{fail: func(e Event) bool {
+				if e.Step == step && e.Result == ResultStarted {
+					k := w.keys[old]
+					sawOldActive = append(sawOldActive, k != nil && (k.active || step == StepRevoke))
+					return broken
+				}
+				return false
+			}}
+			e := auditEngine(t, f, a)
+			out, err := e.Rotate(context.Background(), "pay", RotateOptions{UntilDone: true})
+			if err != nil || !errors.Is(out.Err, ErrAudit) {
+				t.Fatalf("Rotate with the %s record failing = %+v, %v", step, out, err)
+			}
+			if k := w.keys[old]; k == nil || (!k.active && step != StepRevoke) {
+				t.Fatalf("the old key was deactivated or deleted although the %s record was not written", step)
+			}
+			if step == StepCommit {
+				if out.Result != OutcomeRolledBack || f.state(t).CurrentKeyID != "" {
+					t.Fatalf("committed although the commit record was not written: %+v", out)
+				}
+				w.check()
+				return
+			}
+			broken = false
+			if out, err = e.Rotate(context.Background(), "pay", RotateOptions{UntilDone: true}); err != nil || out.Result != OutcomeDone {
+				t.Fatalf("Rotate once the audit log works = %+v, %v", out, err)
+			}
+			w.check()
+			if len(sawOldActive) < 2 || !sawOldActive[len(sawOldActive)-1] {
+				t.Errorf("the %s record was not written while the old key was still active: %v", step, sawOldActive)
+			}
+			var steps []string
+			for _, ev := range a.got {
+				steps = append(steps, string(ev.Step)+"/"+string(ev.Result))
+			}
+			assertOrder(t, steps, []string{string(step) + "/started", string(step) + "/ok", "done/ok"})
+		})
+	}
 }
 
 // TestLogLines: one line per event, durations with units, the masked old

@@ -64,6 +64,9 @@ func (r *run) deactivate(ctx context.Context) (stepResult, error) {
 		if err := r.proveNewKeyServed(ctx, StepDeactivate); err != nil {
 			return stepResult{}, err
 		}
+		if err := r.intend(ctx, StepDeactivate); err != nil {
+			return stepResult{}, err
+		}
 		for _, id := range r.rec.OldKeyIDs {
 			if err := r.e.fp.hit(ctx, "deactivate.before"); err != nil {
 				return stepResult{}, err
@@ -176,6 +179,9 @@ func (r *run) revoke(ctx context.Context) (stepResult, error) {
 	prov := r.p.Provider.Provider
 	if len(r.rec.OldKeyIDs) > 0 {
 		if err := r.proveNewKeyServed(ctx, StepRevoke); err != nil {
+			return stepResult{}, err
+		}
+		if err := r.intend(ctx, StepRevoke); err != nil {
 			return stepResult{}, err
 		}
 	}
