@@ -220,17 +220,25 @@ func durationDiag(attr string, err error, r hcl.Range) *hcl.Diagnostic {
 // Target implements providers.Provider.
 func (p *Provider) Target() string { return p.target }
 
+// AcceptsKeyTTL implements providers.KeyTTLTaker: the create command
+// receives a policy's key_ttl as REKEY_KEY_TTL (seconds).
+func (p *Provider) AcceptsKeyTTL() bool { return true }
+
 // Create runs the create command and parses the key it prints.
 func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key, error) {
 	policy := rot.Policy
 	if policy == "" {
 		policy = p.policy
 	}
-	out, err := p.create.Run(ctx, []string{
+	env := []string{
 		"REKEY_POLICY=" + policy,
 		"REKEY_ROTATION_ID=" + rot.ID,
 		"REKEY_GENERATION=" + strconv.FormatInt(rot.Generation, 10),
-	})
+	}
+	if rot.KeyTTL > 0 {
+		env = append(env, "REKEY_KEY_TTL="+strconv.FormatInt(int64(rot.KeyTTL/time.Second), 10))
+	}
+	out, err := p.create.Run(ctx, env)
 	if err != nil {
 		return plugin.Key{}, fmt.Errorf("running the create command: %w", err)
 	}
@@ -238,8 +246,9 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 		ID        *string            `json:"id"`
 		Value     map[string]*string `json:"value"`
 		CreatedAt *string            `json:"created_at"`
+		ExpiresAt *string            `json:"expires_at"`
 	}
-	if err := decodeStrict(out, &res, "id, value, created_at"); err != nil {
+	if err := decodeStrict(out, &res, "id, value, created_at, expires_at"); err != nil {
 		return plugin.Key{}, plugin.Permanent(fmt.Errorf("reading the output of the create command: %w", err))
 	}
 	if res.ID == nil {
@@ -269,7 +278,15 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 		}
 		created = t
 	}
-	return plugin.Key{ID: *res.ID, Value: fields, CreatedAt: created}, nil
+	var expires time.Time
+	if res.ExpiresAt != nil {
+		t, err := time.Parse(time.RFC3339Nano, *res.ExpiresAt)
+		if err != nil {
+			return plugin.Key{}, plugin.Permanent(fmt.Errorf("reading the output of the create command: expires_at is not an RFC 3339 time such as 2025-01-31T12:00:00Z"))
+		}
+		expires = t
+	}
+	return plugin.Key{ID: *res.ID, Value: fields, CreatedAt: created, ExpiresAt: expires}, nil
 }
 
 // Delete runs the delete command for keyID. The command must exit 0 when
@@ -295,10 +312,11 @@ func (p *Provider) listKeys(ctx context.Context) ([]plugin.KeyInfo, error) {
 			ID         *string `json:"id"`
 			Status     string  `json:"status"`
 			CreatedAt  *string `json:"created_at"`
+			ExpiresAt  *string `json:"expires_at"`
 			RotationID string  `json:"rotation_id"`
 		} `json:"keys"`
 	}
-	if err := decodeStrict(out, &res, "keys (with id, status, created_at, rotation_id)"); err != nil {
+	if err := decodeStrict(out, &res, "keys (with id, status, created_at, expires_at, rotation_id)"); err != nil {
 		return nil, plugin.Permanent(fmt.Errorf("reading the output of the list command: %w", err))
 	}
 	if res.Keys == nil {
@@ -322,6 +340,13 @@ func (p *Provider) listKeys(ctx context.Context) ([]plugin.KeyInfo, error) {
 				return nil, plugin.Permanent(fmt.Errorf("reading the output of the list command: created_at of key %s is not an RFC 3339 time such as 2025-01-31T12:00:00Z", secret.Mask(*k.ID)))
 			}
 			info.CreatedAt = t
+		}
+		if k.ExpiresAt != nil {
+			t, err := time.Parse(time.RFC3339Nano, *k.ExpiresAt)
+			if err != nil {
+				return nil, plugin.Permanent(fmt.Errorf("reading the output of the list command: expires_at of key %s is not an RFC 3339 time such as 2025-01-31T12:00:00Z", secret.Mask(*k.ID)))
+			}
+			info.ExpiresAt = t
 		}
 		infos = append(infos, info)
 	}

@@ -284,6 +284,7 @@ func TestBadOutputNeverEchoesStdout(t *testing.T) {
 		"missing id":            `{"value": {"token": "` + canary + `"}}`,
 		"id with control chars": `{"id": "a\nb", "value": {"token": "` + canary + `"}}`,
 		"bad created_at":        `{"id": "k", "value": {"token": "x"}, "created_at": "` + canary + `"}`,
+		"bad expires_at":        `{"id": "k", "value": {"token": "x"}, "expires_at": "` + canary + `"}`,
 		"two objects":           `{"id": "k", "value": {"token": "x"}} {"id": "` + canary + `"}`,
 		"a list":                `["` + canary + `"]`,
 		"empty":                 ``,

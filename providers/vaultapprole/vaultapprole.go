@@ -183,8 +183,12 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 	if len(p.tokenCIDRs) > 0 {
 		body["token_bound_cidrs"] = p.tokenCIDRs
 	}
-	if p.ttl > 0 {
-		body["ttl"] = int64(p.ttl / time.Second)
+	ttl := p.ttl
+	if rot.KeyTTL > 0 {
+		ttl = rot.KeyTTL
+	}
+	if ttl > 0 {
+		body["ttl"] = int64(ttl / time.Second)
 	}
 	if p.numUses > 0 {
 		body["num_uses"] = p.numUses
@@ -209,6 +213,8 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 	}
 
 	var sid, accessor string
+	var ttlSec int64
+	created := time.Now().UTC()
 	err = p.conn.Do(ctx, func(c *api.Client) error {
 		sec, err := c.Logical().WriteWithContext(ctx, p.rolePath()+"/secret-id", body)
 		if err != nil {
@@ -217,6 +223,7 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 		if sec != nil {
 			sid, _ = sec.Data["secret_id"].(string)
 			accessor, _ = sec.Data["secret_id_accessor"].(string)
+			ttlSec = seconds(sec.Data["secret_id_ttl"])
 		}
 		return nil
 	})
@@ -227,11 +234,48 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 		return plugin.Key{}, plugin.Permanent(fmt.Errorf("%s: vault returned no secret id", p.Target()))
 	}
 	zerolog.Ctx(ctx).Info().Str("target", p.Target()).Str("key_id", secret.Mask(accessor)).Msg("vault_approle_secret_id: created a secret id")
-	return plugin.Key{
+	key := plugin.Key{
 		ID:        accessor,
 		Value:     secret.Fields{FieldRoleID: secret.New(roleID), FieldSecretID: secret.New(sid)},
-		CreatedAt: time.Now().UTC(),
-	}, nil
+		CreatedAt: created,
+	}
+	if ttlSec > 0 {
+		// Counted from before the request: never later than Vault's own
+		// expiration_time.
+		key.ExpiresAt = created.Add(time.Duration(ttlSec) * time.Second)
+	}
+	return key, nil
+}
+
+// AcceptsKeyTTL implements providers.KeyTTLTaker: a policy's key_ttl is
+// the ttl of the secret ids it creates (it overrides the block's ttl).
+func (p *Provider) AcceptsKeyTTL() bool { return true }
+
+// seconds reads a number of seconds from a Vault response.
+func seconds(v any) int64 {
+	switch n := v.(type) {
+	case json.Number:
+		i, _ := n.Int64()
+		return i
+	case float64:
+		return int64(n)
+	case int64:
+		return n
+	case int:
+		return int64(n)
+	}
+	return 0
+}
+
+// expirationTime reads a lookup's expiration_time; Vault reports the zero
+// time (year 1) for a secret id that never expires.
+func expirationTime(v any) time.Time {
+	s, _ := v.(string)
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil || t.Year() <= 1 {
+		return time.Time{}
+	}
+	return t
 }
 
 // lookup returns the secret id's details, or nil when it does not exist.
@@ -317,6 +361,7 @@ func (p *Provider) List(ctx context.Context) ([]plugin.KeyInfo, error) {
 		if md, ok := sec.Data["metadata"].(map[string]any); ok {
 			info.RotationID, _ = md[MetaRotationID].(string)
 		}
+		info.ExpiresAt = expirationTime(sec.Data["expiration_time"])
 		infos = append(infos, info)
 	}
 	sort.SliceStable(infos, func(i, j int) bool { return infos[i].CreatedAt.Before(infos[j].CreatedAt) })
