@@ -292,7 +292,7 @@ func (ld *loading) crossCheck(p *Policy, at attrRanges) {
 		ld.diags = append(ld.diags, errAt(at["jitter"], "Invalid jitter", fmt.Sprintf("jitter (%s) must be shorter than every (%s); it spreads due times of many policies by a small fraction of the period.", FormatDuration(s.Jitter), FormatDuration(s.Every))))
 	}
 	if p.Revoke.Soak > 0 && p.Provider.Provider != nil {
-		if _, ok := p.Provider.Provider.(providers.Deactivator); !ok {
+		if _, ok := providers.AsDeactivator(p.Provider.Provider); !ok {
 			ld.diags = append(ld.diags, warnAt(at["soak"], "Soak without deactivation", fmt.Sprintf("The %s provider of this policy cannot deactivate keys, so revoke.soak (%s) only delays deleting the old key; nothing tests that dependents manage without it first. Remove soak, or configure deactivation where the provider supports it.", p.Provider.Kind, FormatDuration(p.Revoke.Soak))))
 		}
 	}

@@ -468,7 +468,7 @@ func (e *Engine) facts(ctx context.Context, p *policies.Policy, st PolicyState) 
 	if !st.CurrentKeyCreated.IsZero() {
 		return Facts{}
 	}
-	l, ok := p.Provider.Provider.(providers.Lister)
+	l, ok := providers.AsLister(p.Provider.Provider)
 	if !ok {
 		return Facts{}
 	}

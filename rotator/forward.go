@@ -23,14 +23,14 @@ func (e *Engine) start(ctx context.Context, p *policies.Policy, st PolicyState, 
 
 	// Capacity and old keys, before anything is journaled or changed.
 	plan := CapacityPlan{}
-	if l, ok := prov.(providers.Lister); ok {
+	if l, ok := providers.AsLister(prov); ok {
 		var keys []plugin.KeyInfo
 		err := e.retry(ctx, p, func(ctx context.Context) (err error) { keys, err = l.List(ctx); return err })
 		if err != nil {
 			return e.failStart(ctx, r, fmt.Errorf("listing keys at provider: %w", err))
 		}
 		maxKeys := 0
-		if c, ok := prov.(providers.Capacity); ok {
+		if c, ok := providers.AsCapacity(prov); ok {
 			maxKeys = c.MaxKeys()
 		}
 		if plan, err = PlanCapacity(keys, maxKeys, st); err != nil {
@@ -147,7 +147,7 @@ func (r *run) create(ctx context.Context) (stepResult, error) {
 func describeCreate(p *policies.Policy) []string {
 	prov := p.Provider.Provider
 	var s []string
-	if _, ok := prov.(providers.Capacity); ok {
+	if _, ok := providers.AsCapacity(prov); ok {
 		s = append(s, "check capacity at "+prov.Target())
 	}
 	return append(s, "create a new key at "+prov.Target())

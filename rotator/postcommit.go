@@ -25,7 +25,7 @@ func (r *run) drain(ctx context.Context) (stepResult, error) {
 		r.announceWait(ctx, StepDrain)
 		return stepResult{wake: until}, nil
 	}
-	if ur, ok := r.p.Provider.Provider.(providers.UsageReporter); ok && r.p.Revoke.WaitUnused {
+	if ur, ok := providers.AsUsageReporter(r.p.Provider.Provider); ok && r.p.Revoke.WaitUnused {
 		settle := r.rec.CommittedAt.Add(ur.UsageReportingDelay())
 		if now.Before(settle) {
 			r.announceWait(ctx, StepDrain)
@@ -48,7 +48,7 @@ func (r *run) drain(ctx context.Context) (stepResult, error) {
 
 func describeDrain(p *policies.Policy) []string {
 	drain := fmt.Sprintf("drain: wait %s after commit", p.Revoke.After)
-	if _, ok := p.Provider.Provider.(providers.UsageReporter); ok && p.Revoke.WaitUnused {
+	if _, ok := providers.AsUsageReporter(p.Provider.Provider); ok && p.Revoke.WaitUnused {
 		drain += " and until the old key is unused"
 	}
 	return []string{drain}
@@ -59,7 +59,7 @@ func (r *run) deactivate(ctx context.Context) (stepResult, error) {
 	if r.p.Revoke.Soak <= 0 || len(r.rec.OldKeyIDs) == 0 {
 		return stepResult{quiet: true}, nil
 	}
-	d, ok := r.p.Provider.Provider.(providers.Deactivator)
+	d, ok := providers.AsDeactivator(r.p.Provider.Provider)
 	if ok {
 		if err := r.proveNewKeyServed(ctx, StepDeactivate); err != nil {
 			return stepResult{}, err
@@ -87,7 +87,7 @@ func describeDeactivate(p *policies.Policy) []string {
 	if p.Revoke.Soak <= 0 {
 		return nil
 	}
-	if _, ok := p.Provider.Provider.(providers.Deactivator); ok {
+	if _, ok := providers.AsDeactivator(p.Provider.Provider); ok {
 		return []string{"deactivate the old key"}
 	}
 	return nil
@@ -128,10 +128,10 @@ func (r *run) soak(ctx context.Context) (stepResult, error) {
 // (providers.Propagator): the soak starts counting only after it, so the
 // probe that ends the soak runs when the old key is refused for certain.
 func propagation(prov providers.Provider) time.Duration {
-	if _, ok := prov.(providers.Deactivator); !ok {
+	if _, ok := providers.AsDeactivator(prov); !ok {
 		return 0
 	}
-	if pr, ok := prov.(providers.Propagator); ok && pr.PropagationDelay() > 0 {
+	if pr, ok := providers.AsPropagator(prov); ok && pr.PropagationDelay() > 0 {
 		return pr.PropagationDelay()
 	}
 	return 0
@@ -141,7 +141,7 @@ func describeSoak(p *policies.Policy) []string {
 	if p.Revoke.Soak <= 0 {
 		return nil
 	}
-	if _, ok := p.Provider.Provider.(providers.Deactivator); ok {
+	if _, ok := providers.AsDeactivator(p.Provider.Provider); ok {
 		return []string{fmt.Sprintf("soak %s with dependent probes (re-activate the old key on failure)", p.Revoke.Soak)}
 	}
 	return []string{fmt.Sprintf("soak %s with dependent probes (the provider cannot deactivate)", p.Revoke.Soak)}
@@ -150,7 +150,7 @@ func describeSoak(p *policies.Policy) []string {
 // reactivate brings the old keys back after dependents failed in the soak
 // and marks the policy stuck: something still used the old key.
 func (r *run) reactivate(ctx context.Context, cause error) error {
-	if d, ok := r.p.Provider.Provider.(providers.Deactivator); ok {
+	if d, ok := providers.AsDeactivator(r.p.Provider.Provider); ok {
 		for _, id := range r.rec.OldKeyIDs {
 			if err := r.e.retry(context.WithoutCancel(ctx), r.p, func(ctx context.Context) error { return d.Activate(ctx, id) }); err != nil {
 				cause = errors.Join(cause, fmt.Errorf("re-activating old key %s: %w", secret.Mask(id), err))

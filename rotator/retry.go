@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rekeyhq/rekey/internal/retry"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
 )
@@ -14,21 +15,7 @@ import (
 func (e *Engine) retry(ctx context.Context, p *policies.Policy, fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, p.StepTimeout)
 	defer cancel()
-	delay := 250 * time.Millisecond
-	for {
-		err := fn(ctx)
-		if err == nil || plugin.IsPermanent(err) {
-			return err
-		}
-		t := time.NewTimer(delay/2 + time.Duration(e.rnd()*float64(delay/2)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		delay = min(delay*2, 15*time.Second)
-	}
+	return retry.Do(ctx, retry.Options{Backoff: retry.Backoff{Initial: 250 * time.Millisecond, Max: 15 * time.Second, Rand: e.rnd}}, fn)
 }
 
 // runProbe runs one probe until it passes the required number of times in
@@ -37,8 +24,8 @@ func (r *run) runProbe(ctx context.Context, pb policies.ProbeBlock, key plugin.K
 	timeout, interval, need := pb.Timeout, pb.Interval, max(pb.Successes, 1)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	delay := interval
-	passed, attempts := 0, 0
+	backoff := retry.Backoff{Initial: interval, Max: max(interval, 30*time.Second), NoJitter: true}
+	passed, attempts, failures := 0, 0, 0
 	for {
 		attempts++
 		t0 := time.Now()
@@ -59,18 +46,14 @@ func (r *run) runProbe(ctx context.Context, pb policies.ProbeBlock, key plugin.K
 			if plugin.IsPermanent(err) {
 				return err
 			}
-			wait = delay
-			delay = min(delay*2, 30*time.Second)
+			failures++
+			wait = backoff.Delay(failures)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if retry.Sleep(ctx, wait) != nil {
 			if err == nil {
 				err = fmt.Errorf("passed %d of %d required consecutive checks", passed, need)
 			}
 			return fmt.Errorf("did not pass within %s (%d attempts): %w", timeout, attempts, err)
-		case <-t.C:
 		}
 	}
 }

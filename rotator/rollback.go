@@ -73,7 +73,7 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 	case r.rec.NewKeyID != "":
 		id := r.rec.NewKeyID
 		if err := r.e.retry(rctx, r.p, func(ctx context.Context) error { return prov.Delete(ctx, id) }); err != nil && !errors.Is(err, plugin.ErrNotFound) {
-			if d, ok := prov.(providers.Deactivator); ok {
+			if d, ok := providers.AsDeactivator(prov); ok {
 				if derr := d.Deactivate(rctx, id); derr == nil {
 					r.log.Warn().Err(r.clean(err)).Str("key", secret.Mask(id)).Msg("could not delete the new key; deactivated it instead, retrying deletion later")
 				}
@@ -160,7 +160,7 @@ func (r *run) rollbackPending(ctx context.Context, cause, err error) (Outcome, e
 // deleteOrphans removes a key created by this rotation whose id was never
 // journaled (a crash between the provider's answer and the journal write).
 func (r *run) deleteOrphans(ctx context.Context) error {
-	l, ok := r.p.Provider.Provider.(providers.Lister)
+	l, ok := providers.AsLister(r.p.Provider.Provider)
 	if !ok {
 		r.log.Warn().Msg("the provider cannot list keys: if the interrupted create made a key, it cannot be found; the exec provider should implement list")
 		return nil

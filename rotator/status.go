@@ -234,7 +234,7 @@ func (e *Engine) Plan(ctx context.Context, names []string) ([]PlanEntry, error) 
 			pe.KeyExpires = exp.UTC().Format(time.RFC3339)
 			pe.Expired = !e.now().Before(exp)
 		}
-		if l, ok := p.Provider.Provider.(providers.Lister); ok && st.Active == nil {
+		if l, ok := providers.AsLister(p.Provider.Provider); ok && st.Active == nil {
 			lctx, cancel := withStepTimeout(ctx, p)
 			keys, err := l.List(lctx)
 			cancel()
@@ -242,7 +242,7 @@ func (e *Engine) Plan(ctx context.Context, names []string) ([]PlanEntry, error) 
 				pe.Warnings = append(pe.Warnings, fmt.Sprintf("listing keys at the provider failed: %v", err))
 			} else {
 				maxKeys := 0
-				if c, ok := p.Provider.Provider.(providers.Capacity); ok {
+				if c, ok := providers.AsCapacity(p.Provider.Provider); ok {
 					maxKeys = c.MaxKeys()
 				}
 				if _, err := PlanCapacity(keys, maxKeys, st); err != nil {

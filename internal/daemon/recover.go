@@ -209,7 +209,7 @@ func PlanRecovery(ctx context.Context, cfg *policies.Config, auditPath string, n
 	var out []Recovery
 	for _, p := range cfg.Policies {
 		var keys []plugin.KeyInfo
-		l, canList := p.Provider.Provider.(providers.Lister)
+		l, canList := providers.AsLister(p.Provider.Provider)
 		if canList {
 			lctx, cancel := context.WithTimeout(ctx, max(p.StepTimeout, 30*time.Second))
 			keys, err = l.List(lctx)

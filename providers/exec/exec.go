@@ -51,11 +51,12 @@ type config struct {
 	TargetRange     hcl.Range         `hcl:"target,attr_range"`
 }
 
-// Provider runs the configured commands. Only Target, Create and Delete
-// are methods of Provider itself; the optional abilities are added by the
-// wrapper types New returns, so that the engine's type assertions see
-// exactly the abilities that are configured.
+// Provider runs the configured commands. It declares
+// (providers.Declarer) exactly the optional abilities whose commands are
+// configured: list (and capacity with max_keys), deactivate with activate,
+// last_used.
 type Provider struct {
+	providers.Optional
 	policy     string
 	target     string
 	create     *command.Command
@@ -68,7 +69,10 @@ type Provider struct {
 	usageDelay time.Duration
 }
 
-var _ providers.Provider = (*Provider)(nil)
+var (
+	_ providers.Provider = (*Provider)(nil)
+	_ providers.Declarer = (*Provider)(nil)
+)
 
 // New decodes an exec provider block.
 func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
@@ -76,7 +80,7 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	return p.withAbilities(), diags
+	return p, diags
 }
 
 func newProvider(env *plugin.Env, body hcl.Body) (*Provider, hcl.Diagnostics) {
@@ -194,7 +198,7 @@ func newProvider(env *plugin.Env, body hcl.Body) (*Provider, hcl.Diagnostics) {
 	}
 	create := mk(cfg.Create)
 	create.SecretStdout = true // it prints the new key
-	return &Provider{
+	p := &Provider{
 		policy:     env.Policy,
 		target:     target,
 		create:     create,
@@ -205,7 +209,18 @@ func newProvider(env *plugin.Env, body hcl.Body) (*Provider, hcl.Diagnostics) {
 		lastUsed:   mk(cfg.LastUsed),
 		maxKeys:    maxKeys,
 		usageDelay: usageDelay,
-	}, diags
+	}
+	p.Optional = providers.Optional{Kind: "exec", Limit: maxKeys, UsageDelay: usageDelay}
+	if p.list != nil {
+		p.ListFunc = p.listKeys
+	}
+	if p.deactivate != nil && p.activate != nil {
+		p.DeactivateFunc, p.ActivateFunc = p.runDeactivate, p.runActivate
+	}
+	if p.lastUsed != nil {
+		p.LastUsedFunc = p.runLastUsed
+	}
+	return p, diags
 }
 
 func durationDiag(attr string, err error, r hcl.Range) *hcl.Diagnostic {

@@ -200,10 +200,10 @@ delete = ["/bin/true"]
 	}
 	for _, c := range cases {
 		p := mustDecode(t, base+c.extra)
-		_, list := p.(providers.Lister)
-		_, capacity := p.(providers.Capacity)
-		_, deact := p.(providers.Deactivator)
-		_, usage := p.(providers.UsageReporter)
+		_, list := providers.AsLister(p)
+		_, capacity := providers.AsCapacity(p)
+		_, deact := providers.AsDeactivator(p)
+		_, usage := providers.AsUsageReporter(p)
 		if list != c.list || capacity != c.capacity || deact != c.deact || usage != c.usage {
 			t.Errorf("config %q: lister %v capacity %v deactivator %v usage %v; want %v %v %v %v",
 				c.extra, list, capacity, deact, usage, c.list, c.capacity, c.deact, c.usage)

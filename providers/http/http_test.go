@@ -239,10 +239,10 @@ func TestLifecycle(t *testing.T) {
 	p := mustDecode(t, a.config(t, srv.URL, ""))
 	fastRetries(p)
 	ctx := context.Background()
-	l, okL := p.(providers.Lister)
-	d, okD := p.(providers.Deactivator)
-	u, okU := p.(providers.UsageReporter)
-	c, okC := p.(providers.Capacity)
+	l, okL := providers.AsLister(p)
+	d, okD := providers.AsDeactivator(p)
+	u, okU := providers.AsUsageReporter(p)
+	c, okC := providers.AsCapacity(p)
 	if !okL || !okD || !okU || !okC {
 		t.Fatalf("abilities: list %v, deactivate %v, last_used %v, capacity %v; want all", okL, okD, okU, okC)
 	}

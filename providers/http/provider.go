@@ -113,19 +113,42 @@ type Spec struct {
 	UsageDelay    time.Duration
 }
 
-// Provider is a provider built from a Spec. New and NewFromSpec return
-// it wrapped so that it implements exactly the configured abilities.
+// Provider is a provider built from a Spec. It declares (providers.Declarer)
+// exactly the optional abilities whose requests the Spec configures.
 type Provider struct {
+	providers.Optional
 	s Spec
 }
 
-var _ providers.Provider = (*Provider)(nil)
+var (
+	_ providers.Provider = (*Provider)(nil)
+	_ providers.Declarer = (*Provider)(nil)
+)
 
-// NewFromSpec returns the provider for s, implementing exactly the
-// optional interfaces whose requests s configures.
+// NewFromSpec returns the provider for s, with the optional abilities whose
+// requests s configures: list (and capacity with max_keys), deactivate with
+// activate, last_used.
 func NewFromSpec(s Spec) providers.Provider {
 	p := &Provider{s: s}
-	return p.withAbilities()
+	p.Optional = providers.Optional{Kind: "http", Limit: s.MaxKeys, UsageDelay: s.UsageDelay}
+	if s.Client != nil && s.Client.Kind != "" {
+		p.Optional.Kind = s.Client.Kind
+	}
+	if s.List != nil {
+		p.ListFunc = p.list
+	}
+	if s.Deactivate != nil && s.Activate != nil {
+		p.DeactivateFunc = func(ctx context.Context, keyID string) error {
+			return p.setState(ctx, "deactivate", s.Deactivate, keyID)
+		}
+		p.ActivateFunc = func(ctx context.Context, keyID string) error {
+			return p.setState(ctx, "activate", s.Activate, keyID)
+		}
+	}
+	if s.LastUsed != nil {
+		p.LastUsedFunc = p.lastUsed
+	}
+	return p
 }
 
 // Target implements providers.Provider.

@@ -71,13 +71,13 @@ ttl       = "90d"
 tags      = ["team:orders"]
 `, emu.URL))
 	ctx := context.Background()
-	if _, ok := p.(providers.Deactivator); ok {
+	if _, ok := providers.AsDeactivator(p); ok {
 		t.Error("the kong provider claims to deactivate keys; Kong cannot")
 	}
-	if _, ok := p.(providers.UsageReporter); ok {
+	if _, ok := providers.AsUsageReporter(p); ok {
 		t.Error("the kong provider claims to report last use; Kong cannot")
 	}
-	l, ok := p.(providers.Lister)
+	l, ok := providers.AsLister(p)
 	if !ok {
 		t.Fatal("the kong provider cannot list")
 	}
