@@ -24,6 +24,7 @@ import (
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/providers"
 	"github.com/rekeyhq/rekey/secret"
 	"github.com/rekeyhq/rekey/sinks"
 )
@@ -129,6 +130,7 @@ const hangCap = time.Second
 type harnessStats struct {
 	sequences, events, crashes, rotations atomic.Int64
 	faults                                [numFaultKinds]atomic.Int64
+	shapes                                [numShapes]atomic.Int64
 	mu                                    sync.Mutex
 	byOp                                  map[string]int64
 	violations                            int64
@@ -150,7 +152,11 @@ func (s *harnessStats) summary() string {
 		total += n
 		fmt.Fprintf(&b, " %s=%d", k, n)
 	}
-	fmt.Fprintf(&b, " (total %d); by operation:", total)
+	fmt.Fprintf(&b, " (total %d); provider shapes:", total)
+	for k := harnessShape(0); k < numShapes; k++ {
+		fmt.Fprintf(&b, " %s=%d", k, s.shapes[k].Load())
+	}
+	fmt.Fprintf(&b, "; by operation:")
 	s.mu.Lock()
 	ops := make([]string, 0, len(s.byOp))
 	for op := range s.byOp {
@@ -409,6 +415,41 @@ func (p *hprov) LastUsed(ctx context.Context, id string) (time.Time, error) {
 
 func (p *hprov) UsageReportingDelay() time.Duration { return 0 }
 
+// hplainProv is the provider shape without deactivation or usage
+// reporting (an API that can only create, list and delete keys): the soak
+// and the wait for an unused key do not apply, and only the grace period
+// stands between commit and revocation.
+type hplainProv struct{ p *hprov }
+
+func (p hplainProv) Target() string { return p.p.Target() }
+func (p hplainProv) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key, error) {
+	return p.p.Create(ctx, rot)
+}
+func (p hplainProv) Delete(ctx context.Context, id string) error { return p.p.Delete(ctx, id) }
+func (p hplainProv) List(ctx context.Context) ([]plugin.KeyInfo, error) {
+	return p.p.List(ctx)
+}
+func (p hplainProv) MaxKeys() int { return p.p.MaxKeys() }
+
+// harnessShape is the kind of provider and revocation settings one
+// sequence runs with.
+type harnessShape int
+
+const (
+	// shapeFull: deactivate, last-used reporting, soak and wait_unused.
+	shapeFull harnessShape = iota
+	// shapePlain: create, list and delete only, with a grace period.
+	shapePlain
+	// shapeNoSoak: a provider that can deactivate, used without a soak
+	// (the old key goes from drain straight to revocation).
+	shapeNoSoak
+	numShapes
+)
+
+var shapeNames = [numShapes]string{"full", "plain", "no_soak"}
+
+func (s harnessShape) String() string { return shapeNames[s] }
+
 type hsink struct {
 	h *harness
 	s *fsink
@@ -509,6 +550,8 @@ type seqConfig struct {
 	script func(op string, n int) faultKind
 	// failpoint, when set, crashes the first engine there.
 	failpoint string
+	// shape is the provider's abilities and the revocation settings.
+	shape harnessShape
 }
 
 // seqResult is what one sequence found.
@@ -527,7 +570,19 @@ func runSequence(cfg seqConfig) (res seqResult) {
 		h.script = cfg.script
 		h.budget = 0
 	}
-	prov := &hprov{h: h, p: fullProvider(h.w)}
+	hp := &hprov{h: h, p: fullProvider(h.w)}
+	var prov providers.Provider = hp
+	revoke := policies.Revoke{Soak: 2 * time.Millisecond, WaitUnused: true}
+	switch cfg.shape {
+	case shapePlain:
+		prov = hplainProv{hp}
+		revoke = policies.Revoke{After: 2 * time.Millisecond}
+	case shapeNoSoak:
+		revoke = policies.Revoke{}
+	}
+	if cfg.stats != nil {
+		cfg.stats.shapes[cfg.shape].Add(1)
+	}
 	p := &policies.Policy{
 		Name:     "pay",
 		Schedule: policies.Schedule{Every: 30 * 24 * time.Hour},
@@ -543,7 +598,7 @@ func runSequence(cfg seqConfig) (res seqResult) {
 		Reloads:     []policies.ReloadBlock{{Kind: "reload", Timeout: 15 * time.Millisecond, Reloader: hreload{h}}},
 		StepTimeout: 15 * time.Millisecond,
 		MaxFailures: 3,
-		Revoke:      policies.Revoke{Soak: 2 * time.Millisecond, WaitUnused: true},
+		Revoke:      revoke,
 	}
 	var j Journal
 	var dir string
@@ -781,7 +836,7 @@ func TestFaultHarness(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for seed := range seeds {
-					res := runSequence(seqConfig{seed: seed, bolt: seed%16 == 0, stats: stats})
+					res := runSequence(seqConfig{seed: seed, bolt: seed%16 == 0, stats: stats, shape: harnessShape(seed % uint64(numShapes))})
 					stats.sequences.Add(1)
 					if len(res.violations) > 0 {
 						mu.Lock()
@@ -811,7 +866,8 @@ func TestFaultHarness(t *testing.T) {
 			t.Errorf("sequence with seed %d broke the promise (rerun: go test ./rotator -run 'TestFaultHarness/random' -harness.seed=%d -harness.n=1 -v):\n  %s\n  trace: %s",
 				seed, seed, strings.Join(dedupe(res.violations), "\n  "), strings.Join(res.trace, " | "))
 		}
-		if stats.sequences.Load() != int64(n) || stats.faults[faultHangAfter].Load() == 0 || stats.crashes.Load() == 0 {
+		if stats.sequences.Load() != int64(n) || stats.faults[faultHangAfter].Load() == 0 || stats.crashes.Load() == 0 ||
+			stats.shapes[shapePlain].Load() == 0 || stats.shapes[shapeNoSoak].Load() == 0 {
 			t.Errorf("the harness did not exercise what it claims: %s", stats.summary())
 		}
 	})
