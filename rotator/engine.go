@@ -261,6 +261,9 @@ type Outcome struct {
 	// Pending lists the steps still to come when the rotation has not
 	// finished (from the protocol table).
 	Pending []Step
+	// Compromise reports, for rekey rotate -compromised, the new key and
+	// whether the old keys are revoked.
+	Compromise *CompromiseReport
 }
 
 // RotateOptions tune an on-demand rotation.
@@ -269,6 +272,18 @@ type RotateOptions struct {
 	// revoke rules say; otherwise Rotate returns after commit and the
 	// daemon (or the next run) finishes the revocation.
 	UntilDone bool
+	// Compromised makes this an emergency rotation for a leaked key: no
+	// grace period, drain or soak; the old key is revoked as soon as the
+	// dependents pass with the new one, never before. A rotation in
+	// flight is joined and finished that way. Implies UntilDone.
+	Compromised bool
+	// Note is the operator's reason, carried by every event of the
+	// rotation (audit log, notifications).
+	Note string
+	// ForceRevoke (with Compromised) revokes the old key even when the
+	// dependents do not pass with the new key, and commits a rotation
+	// whose verify step failed instead of rolling it back.
+	ForceRevoke bool
 }
 
 // Rotate starts a rotation of the named policy now, whether or not it is
@@ -284,18 +299,38 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 	defer release()
 	// The scheduler (if running) must learn the rotation's next wake time.
 	defer e.Trigger()
+	forced := false
+	if o.Compromised {
+		o.UntilDone = true
+		ctx = withCompromise(ctx, compromise{note: o.Note, force: o.ForceRevoke})
+		defer e.AddObserver(ObserverFunc(func(_ context.Context, ev Event) {
+			if ev.Policy == name && ev.Result == ResultForced {
+				forced = true
+			}
+		}))()
+	}
 	joined := false
 	out, err := e.locked(name, func() (Outcome, error) {
 		st, err := e.journal.Update(ctx, name, func(st *PolicyState) error {
 			st.Stuck = false
 			st.NotBefore = time.Time{}
+			if o.Compromised && st.Active != nil && !st.Active.Compromised {
+				st.Active.Compromised, st.Active.Note, st.Active.ForceRevoke = true, o.Note, o.ForceRevoke
+			}
 			return nil
 		})
 		if err != nil {
 			return Outcome{}, err
 		}
 		joined = st.Active != nil
-		return e.advanceLocked(ctx, p, modeManual)
+		out, err := e.advanceLocked(ctx, p, modeManual)
+		if err == nil && o.Compromised && joined && !st.Active.Committed() && out.Result == OutcomeRolledBack {
+			// The rotation found in flight had not committed and was
+			// rolled back: start the emergency rotation itself.
+			joined = false
+			out, err = e.advanceLocked(ctx, p, modeManual)
+		}
+		return out, err
 	})
 	// Every wait has a bound: a step after commit that keeps failing ends
 	// the wait, and the outcome says what is pending (the daemon, or the
@@ -318,6 +353,10 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 	out.Joined = joined
 	if out.Result == OutcomeCommitted || out.Result == OutcomeStuck || out.Result == OutcomeFailed {
 		out.Pending = remainingSteps(out.Step)
+	}
+	if o.Compromised {
+		rep := e.compromiseReport(context.WithoutCancel(ctx), name, out.RotationID, forced)
+		out.Compromise = &rep
 	}
 	return out, err
 }

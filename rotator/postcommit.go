@@ -16,7 +16,7 @@ import (
 // drain waits the grace period after commit and, where the provider can
 // tell, until the old keys are no longer used.
 func (r *run) drain(ctx context.Context) (stepResult, error) {
-	if len(r.rec.OldKeyIDs) == 0 {
+	if len(r.rec.OldKeyIDs) == 0 || r.rec.Compromised {
 		return stepResult{quiet: true}, nil
 	}
 	now := r.e.now()
@@ -56,7 +56,7 @@ func describeDrain(p *policies.Policy) []string {
 
 // deactivate disables the old keys for the soak, where the provider can.
 func (r *run) deactivate(ctx context.Context) (stepResult, error) {
-	if r.p.Revoke.Soak <= 0 || len(r.rec.OldKeyIDs) == 0 {
+	if r.p.Revoke.Soak <= 0 || len(r.rec.OldKeyIDs) == 0 || r.rec.Compromised {
 		return stepResult{quiet: true}, nil
 	}
 	d, ok := providers.AsDeactivator(r.p.Provider.Provider)
@@ -96,7 +96,7 @@ func describeDeactivate(p *policies.Policy) []string {
 // soak keeps probing dependents while the old keys are deactivated; if
 // they fail, the old keys come back and the policy is stuck.
 func (r *run) soak(ctx context.Context) (stepResult, error) {
-	if r.p.Revoke.Soak <= 0 || len(r.rec.OldKeyIDs) == 0 {
+	if r.p.Revoke.Soak <= 0 || len(r.rec.OldKeyIDs) == 0 || r.rec.Compromised {
 		return stepResult{quiet: true}, nil
 	}
 	now := r.e.now()
@@ -178,7 +178,7 @@ var errStuckSoak = fmt.Errorf("%w: dependents failed during soak: old key re-act
 func (r *run) revoke(ctx context.Context) (stepResult, error) {
 	prov := r.p.Provider.Provider
 	if len(r.rec.OldKeyIDs) > 0 {
-		if err := r.proveNewKeyServed(ctx, StepRevoke); err != nil {
+		if err := r.proveBeforeRevoke(ctx); err != nil {
 			return stepResult{}, err
 		}
 		if err := r.intend(ctx, StepRevoke); err != nil {

@@ -67,9 +67,9 @@ var positionalKinds = map[string]string{
 func init() {
 	commands = []command{
 		{"run", "[-config PATH]", "run the daemon in the foreground: rotate every policy on its schedule", (*app).cmdRun},
-		{"rotate", "[-config PATH] [-wait] [-dry-run] (-all | NAME...)", "rotate policies now, whether due or not", (*app).cmdRotate},
-		{"plan", "[-config PATH] [-json] [NAME...]", "show what is due, why, and the steps a rotation would take", (*app).cmdPlan},
-		{"status", "[-config PATH] [-json]", "show each policy's key, age, last result, next due and rotation in flight", (*app).cmdStatus},
+		{"rotate", "[-config PATH] [-wait] [-dry-run] [-compromised [-reason TEXT] [-force-revoke -yes-revoke-unverified]] (-all | -selector LABELS | NAME...)", "rotate policies now, whether due or not; -compromised for a leaked key", (*app).cmdRotate},
+		{"plan", "[-config PATH] [-json] [-selector LABELS] [NAME...]", "show what is due, why, and the steps a rotation would take", (*app).cmdPlan},
+		{"status", "[-config PATH] [-json] [-selector LABELS]", "show each policy's key, age, expiry, last result, next due and rotation in flight", (*app).cmdStatus},
 		{"validate", "[-json] [-config PATH] [PATH...]", "check policy files; exit 0 when valid, 1 when not", (*app).cmdValidate},
 		{"fmt", "[-check | -write] [-config PATH] [PATH...]", "rewrite policy files in canonical layout", (*app).cmdFmt},
 		{"service", "install|uninstall|start|stop|restart|status [-config PATH] [-force]", "manage rekey as a system service (systemd, Windows, launchd)", (*app).cmdService},

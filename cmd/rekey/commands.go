@@ -188,11 +188,16 @@ func (a *app) cmdStatus(args []string) int {
 	fs := a.flags("status")
 	cfgPath := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	selector := selectorFlag(fs)
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
 	cfg, _ := a.loadConfig(*cfgPath)
 	if cfg == nil {
+		return ExitConfig
+	}
+	sel, ok := a.parseSelector("status", *selector)
+	if !ok {
 		return ExitConfig
 	}
 	ctx := context.Background()
@@ -208,6 +213,9 @@ func (a *app) cmdStatus(args []string) int {
 	if err != nil {
 		fmt.Fprintf(a.stderr, "rekey status: %v\n", err)
 		return ExitRuntime
+	}
+	if sel != nil {
+		st = selectStatus(cfg, sel, st)
 	}
 	if *asJSON {
 		return a.printJSON(st)
@@ -233,13 +241,14 @@ func (a *app) printJSON(v any) int {
 
 func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POLICY\tKEY\tAGE\tGEN\tLAST\tNEXT DUE\tIN FLIGHT")
+	fmt.Fprintln(tw, "POLICY\tKEY\tAGE\tEXPIRES\tGEN\tLAST\tNEXT DUE\tIN FLIGHT")
 	for _, s := range st {
 		key, age := "-", "-"
 		if s.CurrentKey != "" {
 			key = s.CurrentKey
 			age = humanDuration(time.Duration(s.KeyAgeSec) * time.Second)
 		}
+		expires := expiryShown(s.KeyExpires, now)
 		last := s.LastResult
 		if last == "" {
 			last = "never"
@@ -271,7 +280,7 @@ func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 				inflight += ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Policy, key, age, s.Generation, last, next, inflight)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Policy, key, age, expires, s.Generation, last, next, inflight)
 	}
 	tw.Flush()
 	for _, s := range st {
@@ -283,6 +292,9 @@ func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 		}
 		if s.Alert != "" {
 			fmt.Fprintf(w, "\n%s: ALERT: dependents failed after the old key was revoked: %s\n", s.Policy, s.Alert)
+		}
+		if s.Expired {
+			fmt.Fprintf(w, "\n%s: ALERT: EXPIRED: the current key expired at %s and was not replaced: dependents that still use it fail; fix the cause, then run: rekey rotate %s\n", s.Policy, s.KeyExpires.UTC().Format(time.RFC3339), s.Policy)
 		}
 	}
 }
@@ -304,6 +316,7 @@ func (a *app) cmdPlan(args []string) int {
 	fs := a.flags("plan")
 	cfgPath := configFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
+	selector := selectorFlag(fs)
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -311,7 +324,18 @@ func (a *app) cmdPlan(args []string) int {
 	if cfg == nil {
 		return ExitConfig
 	}
-	plan, err := a.plan(cfg, fs.Args())
+	names := fs.Args()
+	if *selector != "" {
+		sel, ok := a.parseSelector("plan", *selector)
+		if !ok {
+			return ExitConfig
+		}
+		if names = selectNames(cfg, sel, names); len(names) == 0 {
+			fmt.Fprintf(a.stderr, "rekey plan: no policy matches -selector %s\n", *selector)
+			return ExitConfig
+		}
+	}
+	plan, err := a.plan(cfg, names)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "rekey plan: %v\n", err)
 		if errors.Is(err, rotator.ErrUnknownPolicy) {
@@ -362,6 +386,15 @@ func writePlan(w io.Writer, plan []rotator.PlanEntry) {
 			fmt.Fprintf(w, ", at %s", p.At)
 		}
 		fmt.Fprintln(w)
+		if p.KeyExpires != "" {
+			if t, err := time.Parse(time.RFC3339, p.KeyExpires); err == nil {
+				if p.Expired {
+					fmt.Fprintf(w, "  ALERT: the current key EXPIRED at %s\n", p.KeyExpires)
+				} else {
+					fmt.Fprintf(w, "  the current key expires at %s (in %s)\n", p.KeyExpires, humanDuration(time.Until(t)))
+				}
+			}
+		}
 		for n, s := range p.Steps {
 			fmt.Fprintf(w, "  %2d. %s\n", n+1, s)
 		}
@@ -377,12 +410,25 @@ func (a *app) cmdRotate(args []string) int {
 	all := fs.Bool("all", false, "rotate every policy")
 	wait := fs.Bool("wait", false, "wait through drain, soak and revoke instead of leaving them to the daemon")
 	dry := fs.Bool("dry-run", false, "show the plan and change nothing")
+	selector := selectorFlag(fs)
+	comp := fs.Bool("compromised", false, "the current key leaked: rotate now and revoke the old key as soon as every dependent passes with the new one (no grace, drain or soak); implies -wait")
+	note := fs.String("reason", "", "with -compromised: why, recorded in the audit log and notifications")
+	force := fs.Bool("force-revoke", false, "with -compromised: revoke the old key even when the dependents fail with the new one (needs -yes-revoke-unverified, or typing the policy names)")
+	yes := fs.Bool("yes-revoke-unverified", false, "confirm -force-revoke without the prompt")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
 	names := fs.Args()
-	if *all == (len(names) > 0) {
-		fmt.Fprintln(a.stderr, "rekey rotate: name one or more policies, or -all")
+	if n := btoi(*all) + btoi(len(names) > 0) + btoi(*selector != ""); n != 1 {
+		fmt.Fprintln(a.stderr, "rekey rotate: name one or more policies, or -all, or -selector LABELS (one of them)")
+		return ExitConfig
+	}
+	if !*comp && (*note != "" || *force || *yes) {
+		fmt.Fprintln(a.stderr, "rekey rotate: -reason, -force-revoke and -yes-revoke-unverified go with -compromised")
+		return ExitConfig
+	}
+	if *yes && !*force {
+		fmt.Fprintln(a.stderr, "rekey rotate: -yes-revoke-unverified confirms -force-revoke; add -force-revoke, or drop it")
 		return ExitConfig
 	}
 	cfg, _ := a.loadConfig(*cfgPath)
@@ -393,6 +439,19 @@ func (a *app) cmdRotate(args []string) int {
 		for _, p := range cfg.Policies {
 			names = append(names, p.Name)
 		}
+	}
+	if *selector != "" {
+		sel, ok := a.parseSelector("rotate", *selector)
+		if !ok {
+			return ExitConfig
+		}
+		if names = selectNames(cfg, sel, nil); len(names) == 0 {
+			fmt.Fprintf(a.stderr, "rekey rotate: no policy matches -selector %s\n", *selector)
+			return ExitConfig
+		}
+	}
+	if *force && !*yes && !*dry && !a.confirmForceRevoke(names) {
+		return ExitConfig
 	}
 	if *dry {
 		plan, err := a.plan(cfg, names)
@@ -416,7 +475,7 @@ func (a *app) cmdRotate(args []string) int {
 		return ExitRuntime
 	}
 	if c != nil {
-		err := c.Rotate(ctx, control.RotateRequest{Policies: names, UntilDone: *wait}, func(m control.Message) {
+		err := c.Rotate(ctx, control.RotateRequest{Policies: names, UntilDone: *wait, Compromised: *comp, Note: *note, ForceRevoke: *force}, func(m control.Message) {
 			if m.Event != nil {
 				printer.Observe(ctx, *m.Event)
 			}
@@ -447,12 +506,15 @@ func (a *app) cmdRotate(args []string) int {
 			if ctx.Err() != nil {
 				break
 			}
-			o, err := l.engine.Rotate(ctx, n, rotator.RotateOptions{UntilDone: *wait})
+			o, err := l.engine.Rotate(ctx, n, rotator.RotateOptions{UntilDone: *wait, Compromised: *comp, Note: *note, ForceRevoke: *force})
 			outcomes = append(outcomes, control.FromOutcome(o, err))
 		}
 		if ctx.Err() != nil {
 			return a.interrupted(printer, names, false)
 		}
+	}
+	if *comp {
+		return a.compromiseSummary(outcomes)
 	}
 	code := ExitOK
 	for _, o := range outcomes {

@@ -35,6 +35,10 @@ type RotateRequest struct {
 	Policies  []string `json:"policies"`
 	All       bool     `json:"all"`
 	UntilDone bool     `json:"until_done"`
+	// Compromised, Note and ForceRevoke are rotator.RotateOptions'.
+	Compromised bool   `json:"compromised,omitempty"`
+	Note        string `json:"note,omitempty"`
+	ForceRevoke bool   `json:"force_revoke,omitempty"`
 }
 
 // Message is one line of a rotate response stream: an event, or the final
@@ -59,6 +63,8 @@ type Outcome struct {
 	Joined bool `json:"joined,omitempty"`
 	// Pending lists the steps still to come.
 	Pending []string `json:"pending,omitempty"`
+	// Compromise is the report of a compromised rotation.
+	Compromise *rotator.CompromiseReport `json:"compromise,omitempty"`
 }
 
 // Err returns the outcome's error, matching the sentinel errors its code
@@ -72,7 +78,7 @@ func (o Outcome) Err() error {
 
 // FromOutcome converts an engine outcome.
 func FromOutcome(o rotator.Outcome, err error) Outcome {
-	out := Outcome{Policy: o.Policy, RotationID: o.RotationID, Step: string(o.Step), Result: o.Result, Joined: o.Joined}
+	out := Outcome{Policy: o.Policy, RotationID: o.RotationID, Step: string(o.Step), Result: o.Result, Joined: o.Joined, Compromise: o.Compromise}
 	for _, s := range o.Pending {
 		out.Pending = append(out.Pending, string(s))
 	}
@@ -278,7 +284,7 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
 		}
 	}))()
 	for _, n := range names {
-		o, err := s.Engine.Rotate(r.Context(), n, rotator.RotateOptions{UntilDone: req.UntilDone})
+		o, err := s.Engine.Rotate(r.Context(), n, rotator.RotateOptions{UntilDone: req.UntilDone, Compromised: req.Compromised, Note: req.Note, ForceRevoke: req.ForceRevoke})
 		out := FromOutcome(o, err)
 		if out.Policy == "" {
 			out.Policy = n
