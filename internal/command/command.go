@@ -68,6 +68,9 @@ type Command struct {
 	// discarded and stderr is withheld when it repeats any part of
 	// stdout: what the command printed is secret-bearing as a whole.
 	SecretStdout bool
+	// DiscardStdout throws stdout away unread (and unlimited): for
+	// commands whose output means nothing to rekey, such as notifiers.
+	DiscardStdout bool
 }
 
 // Name is the short name of the program, for messages.
@@ -126,6 +129,12 @@ var ErrTimeout = errors.New("command timed out")
 // Any value in redact that appears on stderr makes the error withhold
 // stderr entirely; pass the secret values given in env.
 func (c *Command) Run(ctx context.Context, env []string, redact ...string) ([]byte, error) {
+	return c.RunInput(ctx, nil, env, redact...)
+}
+
+// RunInput is Run with stdin as the command's standard input (empty when
+// nil).
+func (c *Command) RunInput(ctx context.Context, stdin []byte, env []string, redact ...string) ([]byte, error) {
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
 		return nil, plugin.Permanent(errors.New("no command configured"))
 	}
@@ -154,10 +163,14 @@ func (c *Command) Run(ctx context.Context, env []string, redact ...string) ([]by
 	cmd := exec.CommandContext(runCtx, c.Argv[0], c.Argv[1:]...)
 	cmd.Env = c.environ(env)
 	cmd.Dir = c.Dir
-	cmd.Stdin = nil
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
 	stdout := &limitBuffer{limit: stdoutLimit}
 	stderr := &tailBuffer{limit: stderrLimit + longest}
-	cmd.Stdout = stdout
+	if !c.DiscardStdout {
+		cmd.Stdout = stdout
+	}
 	cmd.Stderr = stderr
 	cmd.WaitDelay = waitDelay
 	prepare(cmd)

@@ -50,6 +50,32 @@ func TestRunGivesEmptyStdin(t *testing.T) {
 	}
 }
 
+func TestRunInputFeedsStdin(t *testing.T) {
+	t.Parallel()
+	skipWindows(t)
+	out, err := (&Command{Argv: []string{"cat"}, Timeout: time.Minute}).RunInput(context.Background(), []byte("{\"event\":\"success\"}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "{\"event\":\"success\"}\n" {
+		t.Fatalf("stdout = %q, want stdin echoed", out)
+	}
+}
+
+func TestDiscardStdoutHasNoLimit(t *testing.T) {
+	t.Parallel()
+	skipWindows(t)
+	c := sh(`head -c 5000 /dev/zero`)
+	c.StdoutLimit = 100
+	if _, err := c.Run(context.Background(), nil); err == nil {
+		t.Fatal("5000 bytes over a limit of 100 passed")
+	}
+	c.DiscardStdout = true
+	if out, err := c.Run(context.Background(), nil); err != nil || len(out) != 0 {
+		t.Fatalf("discarded stdout: %q, %v", out, err)
+	}
+}
+
 func TestRunEnvironmentIsMinimal(t *testing.T) {
 	skipWindows(t)
 	t.Setenv("REKEY_TEST_LEAKED_PARENT_VAR", "parent-value")

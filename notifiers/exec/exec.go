@@ -4,15 +4,9 @@
 package exec
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	osexec "os/exec"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -41,11 +35,11 @@ type config struct {
 	TimeoutRange hcl.Range `hcl:"timeout,attr_range"`
 }
 
-// Notifier runs a command per notification.
+// Notifier runs a command per notification through the shared command
+// runner (internal/command): no shell, a minimal environment, a timeout
+// that kills the process group, and the cleaned tail of stderr in errors.
 type Notifier struct {
-	argv    []string
-	env     map[string]string
-	timeout time.Duration
+	cmd command.Command
 }
 
 var _ notifiers.Notifier = (*Notifier)(nil)
@@ -65,7 +59,13 @@ func New(env *plugin.Env, body hcl.Body) (notifiers.Notifier, hcl.Diagnostics) {
 	}
 	diags = append(diags, command.CheckArgv("command", cfg.Command, true, at(cfg.CommandRange))...)
 	diags = append(diags, command.CheckEnv(cfg.Env, at(cfg.EnvRange))...)
-	n := &Notifier{argv: command.Resolve(cfg.Command, env.Path), env: cfg.Env, timeout: DefaultTimeout}
+	n := &Notifier{cmd: command.Command{
+		Argv:          command.Resolve(cfg.Command, env.Path),
+		Env:           cfg.Env,
+		Timeout:       DefaultTimeout,
+		StderrLimit:   stderrTail,
+		DiscardStdout: true,
+	}}
 	if cfg.Timeout != nil {
 		d, err := duration.Parse(*cfg.Timeout)
 		switch {
@@ -74,7 +74,7 @@ func New(env *plugin.Env, body hcl.Body) (notifiers.Notifier, hcl.Diagnostics) {
 		case d <= 0:
 			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid timeout", Detail: "timeout must be positive, such as \"30s\".", Subject: at(cfg.TimeoutRange).Ptr()})
 		default:
-			n.timeout = d
+			n.cmd.Timeout = d
 		}
 	}
 	if diags.HasErrors() {
@@ -92,89 +92,14 @@ func (n *Notifier) Notify(ctx context.Context, m notifiers.Message) error {
 	if err != nil {
 		return plugin.Permanent(fmt.Errorf("encoding notification: %w", err))
 	}
-	ctx, cancel := context.WithTimeout(ctx, n.timeout)
-	defer cancel()
-	name := filepath.Base(n.argv[0])
-	cmd := osexec.CommandContext(ctx, n.argv[0], n.argv[1:]...)
-	cmd.Stdin = bytes.NewReader(append(payload, '\n'))
-	cmd.Env = n.environ(m)
-	var stderr tail
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = 2 * time.Second
-	prepare(cmd)
-	err = cmd.Run()
-	if errors.Is(err, osexec.ErrWaitDelay) {
-		err = nil
+	_, err = n.cmd.RunInput(ctx, append(payload, '\n'), []string{
+		"REKEY_EVENT=" + m.Event,
+		"REKEY_POLICY=" + m.Policy,
+		"REKEY_ROTATION_ID=" + m.RotationID,
+		"REKEY_DELIVERY_ID=" + m.ID,
+	})
+	if err != nil {
+		return fmt.Errorf("notifying: %w", err)
 	}
-	if ctx.Err() != nil {
-		return fmt.Errorf("notify command %q did not finish within %s and was killed: %w", name, n.timeout, ctx.Err())
-	}
-	var exitErr *osexec.ExitError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &exitErr):
-		msg := fmt.Sprintf("notify command %q exited with status %d", name, exitErr.ExitCode())
-		if s := stderr.String(); s != "" {
-			msg += "; stderr: " + s
-		}
-		return errors.New(msg)
-	default:
-		return plugin.Permanent(fmt.Errorf("starting notify command %q: %w; check that it exists and is executable by rekey's user", name, err))
-	}
-}
-
-// environ is a minimal environment: PATH, HOME, the configured variables
-// and the REKEY_ variables of the message. NOTIFY_SOCKET and the rest of
-// the daemon's environment are not passed on.
-func (n *Notifier) environ(m notifiers.Message) []string {
-	vars := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}
-	if vars["PATH"] == "" {
-		vars["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-	}
-	if vars["HOME"] == "" {
-		vars["HOME"] = "/"
-	}
-	for _, k := range []string{"SYSTEMROOT", "COMSPEC", "PATHEXT", "TEMP", "TMP"} {
-		if v, ok := os.LookupEnv(k); ok {
-			vars[k] = v
-		}
-	}
-	for k, v := range n.env {
-		vars[k] = v
-	}
-	vars["REKEY_EVENT"] = m.Event
-	vars["REKEY_POLICY"] = m.Policy
-	vars["REKEY_ROTATION_ID"] = m.RotationID
-	vars["REKEY_DELIVERY_ID"] = m.ID
-	env := make([]string, 0, len(vars))
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-// tail keeps the last stderrTail bytes written, for a one-line message.
-type tail struct{ buf []byte }
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - stderrTail; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	s := strings.ToValidUTF8(string(t.buf), "\uFFFD")
-	s = strings.Map(func(r rune) rune {
-		switch {
-		case r == '\n' || r == '\t':
-			return ' '
-		case r < 0x20 || r == 0x7f:
-			return -1
-		}
-		return r
-	}, s)
-	return strings.TrimSpace(s)
+	return nil
 }

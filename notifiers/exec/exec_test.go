@@ -117,6 +117,26 @@ timeout = "50ms"
 	}
 }
 
+// TestErrorsAreSanitisedAndBounded: the shared runner keeps only the
+// cleaned end of stderr, and a chatty stdout is no error.
+func TestErrorsAreSanitisedAndBounded(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	script(t, dir, "head -c 2000000 /dev/zero\n{ printf 'START'; head -c 3000 /dev/zero | tr '\\0' x; printf '\\033[31mEND\\n'; } >&2\nexit 4\n")
+	n, diags := decode(t, dir, `command = ["./notify.sh"]`)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	err := n.Notify(context.Background(), dispatch.NewMessage("failure", "h", rotator.Event{Policy: "p"}))
+	if err == nil || plugin.IsPermanent(err) {
+		t.Fatalf("err = %v, want a retryable error", err)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "status 4") || !strings.Contains(msg, "[31mEND") || strings.Contains(msg, "\033") || strings.Contains(msg, "START") || len(msg) > 1000 {
+		t.Errorf("err = %q (%d bytes), want status 4 and the cleaned, bounded end of stderr", msg, len(msg))
+	}
+}
+
 func TestConfigDiagnostics(t *testing.T) {
 	t.Parallel()
 	for src, want := range map[string]string{
