@@ -56,6 +56,7 @@ import (
 	"github.com/rogpeppe/go-internal/txtar"
 
 	"github.com/rekeyhq/rekey/internal/control"
+	"github.com/rekeyhq/rekey/internal/harden"
 	"github.com/rekeyhq/rekey/notifiers"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
@@ -434,6 +435,12 @@ func TestReadmeScripts(t *testing.T) {
 				}
 			}
 			return copyTree(filepath.Join(repoRoot, "examples"), filepath.Join(env.WorkDir, "examples"))
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "privategroup" {
+				return harden.UserPrivateGroup(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"rekey":      scriptRekey,

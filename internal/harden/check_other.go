@@ -57,3 +57,6 @@ func CheckStateDir(path string) error {
 	}
 	return nil
 }
+
+// UserPrivateGroup reports false: there are no Unix groups here.
+func UserPrivateGroup() bool { return false }

@@ -38,7 +38,11 @@ func check(path string, dir bool, opts FileOptions) error {
 	case !dir && !fi.Mode().IsRegular():
 		return fmt.Errorf("checking permissions: %s is not a regular file", path)
 	}
+	mode := fi.Mode()
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if !opts.Secret && groupWriteHarmless(st, mode) {
+			mode &^= 0o020
+		}
 		uid := int(st.Uid)
 		if me := os.Geteuid(); uid != 0 && uid != me {
 			return &InsecureError{
@@ -49,15 +53,23 @@ func check(path string, dir bool, opts FileOptions) error {
 			}
 		}
 	}
-	if problem, mode := permProblem(fi.Mode(), dir, opts); problem != "" {
+	if problem, fixMode := permProblem(mode, dir, opts); problem != "" {
 		return &InsecureError{
 			Path:    path,
 			Problem: problem,
 			Mode:    fi.Mode(),
-			Fix:     fmt.Sprintf("chmod %04o %s", mode, path),
+			Fix:     fmt.Sprintf("chmod %04o %s", fixMode, path),
 		}
 	}
 	return nil
+}
+
+// groupWriteHarmless reports whether the group write bit of a file rekey's
+// user owns grants nobody else anything: the group is that user's private
+// group (privateGroup) and others cannot write.
+func groupWriteHarmless(st *syscall.Stat_t, mode fs.FileMode) bool {
+	return mode.Perm()&0o020 != 0 && mode.Perm()&0o002 == 0 &&
+		int(st.Uid) == os.Geteuid() && privateGroup(st.Uid, st.Gid)
 }
 
 func userName(uid int) string {
@@ -138,7 +150,11 @@ func CheckExecutable(path string) error {
 	if err != nil {
 		return fmt.Errorf("checking the program: %w", err)
 	}
-	if di.Mode().Perm()&0o022 != 0 && di.Mode()&fs.ModeSticky == 0 {
+	dmode := di.Mode()
+	if st, ok := di.Sys().(*syscall.Stat_t); ok && groupWriteHarmless(st, dmode) {
+		dmode &^= 0o020
+	}
+	if dmode.Perm()&0o022 != 0 && dmode&fs.ModeSticky == 0 {
 		return &InsecureError{
 			Path:    dir,
 			Problem: "holds " + filepath.Base(real) + ", which rekey runs, and is writable by " + who(di.Mode().Perm(), 0o020, 0o002),
