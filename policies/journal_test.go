@@ -72,7 +72,7 @@ func TestJournalEtcdMistakesNamePosition(t *testing.T) {
   endpoint = "x"
 }`, `a.hcl:3,3: Unsupported argument`},
 		{`journal "etcd" { endpoints = ["http://e:2379"] }
-journal "etcd" { endpoints = ["http://e:2379"] }`, `a.hcl:2,1: Duplicate journal block; Only one journal block is allowed in the whole configuration. Previous definition was at a.hcl:1,1.`},
+journal "etcd" { endpoints = ["http://e:2379"] }`, `a.hcl:2,1: Duplicate journal block; Only one journal block is allowed in the whole configuration. Previous definition was at a.hcl:1:1.`},
 	} {
 		_, diags := NewLoader().LoadSources(map[string][]byte{"a.hcl": []byte(c.src)})
 		var got []string

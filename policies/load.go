@@ -578,9 +578,9 @@ func duplicate(r, prev hcl.Range, what, detail string) *hcl.Diagnostic {
 	return errAt(r, "Duplicate "+what, fmt.Sprintf("%s Previous definition was at %s.", detail, pos(prev)))
 }
 
-// pos renders the start of r as FILE:LINE,COL.
+// pos renders the start of r as FILE:LINE:COL, as diagnostics are shown.
 func pos(r hcl.Range) string {
-	return fmt.Sprintf("%s:%d,%d", r.Filename, r.Start.Line, r.Start.Column)
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
 }
 
 // didYouMean returns ` Did you mean "x"?` for the option closest to given,
