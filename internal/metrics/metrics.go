@@ -55,6 +55,8 @@ type PolicyState struct {
 	// KeyExpires is when the key currently served expires at its
 	// provider (zero: never, or unknown).
 	KeyExpires time.Time
+	// Labels are the policy's labels, exported by rekey_policy_labels.
+	Labels map[string]string
 	// LastSuccess is when the last rotation completed, from the journal,
 	// so that the gauge survives a restart.
 	LastSuccess time.Time
@@ -89,6 +91,7 @@ type Metrics struct {
 	mu            sync.Mutex
 	keyCreated    map[string]time.Time
 	providerKinds map[string]string
+	labels        map[string]map[string]string
 }
 
 var _ rotator.Observer = (*Metrics)(nil)
@@ -101,6 +104,7 @@ func New(version string) *Metrics {
 		now:           time.Now,
 		keyCreated:    map[string]time.Time{},
 		providerKinds: map[string]string{},
+		labels:        map[string]map[string]string{},
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rekey_rotation_last_success_timestamp_seconds",
 			Help: "Unix time at which the policy's last rotation completed.",
@@ -160,7 +164,7 @@ func New(version string) *Metrics {
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(
 		m.lastSuccess, m.next, m.keyMaxAge, m.keyExpiry, m.stuck, m.alert, m.rotations, m.stepDuration,
-		m.reloadOK, m.journalOK, m.reloadTime, m.buildInfo, m.notifyFailed, keyAgeCollector{m},
+		m.reloadOK, m.journalOK, m.reloadTime, m.buildInfo, m.notifyFailed, keyAgeCollector{m}, labelsCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -253,6 +257,11 @@ func (m *Metrics) SetPolicyState(policy string, s PolicyState) {
 		m.keyCreated[policy] = s.KeyCreated
 	}
 	m.providerKinds[policy] = s.ProviderKind
+	if len(s.Labels) == 0 {
+		delete(m.labels, policy)
+	} else {
+		m.labels[policy] = s.Labels
+	}
 }
 
 // RemovePolicy drops every series of a policy that a reload removed.
@@ -265,6 +274,7 @@ func (m *Metrics) RemovePolicy(policy string) {
 	defer m.mu.Unlock()
 	delete(m.keyCreated, policy)
 	delete(m.providerKinds, policy)
+	delete(m.labels, policy)
 }
 
 // ConfigLoaded records the outcome of a configuration load or reload at

@@ -111,6 +111,7 @@ func populated(t *testing.T) *Metrics {
 		KeyCreated:   now.Add(-10 * 24 * time.Hour),
 		MaxAge:       90 * 24 * time.Hour,
 		KeyExpires:   now.Add(20 * 24 * time.Hour),
+		Labels:       map[string]string{"env": "prod", "cost-center": "42"},
 		LastSuccess:  now.Add(-10 * 24 * time.Hour),
 	})
 	m.SetPolicyState("billing-db", PolicyState{ProviderKind: "postgres", Next: now.Add(-2 * time.Hour)})
