@@ -8,13 +8,13 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
 
 	gomysql "github.com/go-sql-driver/mysql"
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/probes/internal/dblogin"
 	myprov "github.com/rekeyhq/rekey/providers/mysql"
 )
 
@@ -37,11 +37,10 @@ type config struct {
 
 // Probe logs in with a key and runs a query.
 type Probe struct {
-	host, dbname, tls  string
-	dbSet              bool
-	port               int
-	query              string
-	userField, pwField string
+	login       *dblogin.Login
+	dbname, tls string
+	dbSet       bool
+	query       string
 }
 
 var (
@@ -58,25 +57,18 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	p := &Probe{host: cfg.Host, port: cfg.Port, dbname: cfg.DBName, dbSet: cfg.DBName != "", tls: cfg.TLS, query: cfg.Query, userField: cfg.UsernameField, pwField: cfg.PasswordField}
+	login, ldiags := dblogin.New(env, Kind, cfg.Host, cfg.Port, cfg.PortRange, cfg.UsernameField, cfg.PasswordField)
+	p := &Probe{login: login, dbname: cfg.DBName, dbSet: cfg.DBName != "", tls: cfg.TLS, query: cfg.Query}
 	if p.query == "" {
 		p.query = "SELECT 1"
 	}
 	if p.tls == "" {
 		p.tls = "true"
 	}
-	if p.userField == "" {
-		p.userField = myprov.FieldUsername
-	}
-	if p.pwField == "" {
-		p.pwField = myprov.FieldPassword
-	}
 	if !tlsModes[p.tls] {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid tls", Detail: fmt.Sprintf("tls %q is not one of \"true\" (the default), \"skip-verify\", \"preferred\" or \"false\".", p.tls), Subject: env.Subject(cfg.TLSRange)})
 	}
-	if cfg.PortRange != (hcl.Range{}) && (p.port < 1 || p.port > 65535) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid port", Detail: "port must be between 1 and 65535.", Subject: env.Subject(cfg.PortRange)})
-	}
+	diags = append(diags, ldiags...)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -86,43 +78,18 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 // DefaultTarget is the key: the probe tests the new credential itself.
 func (p *Probe) DefaultTarget() probes.Target { return probes.TargetKey }
 
-func field(key plugin.Key, name string) (string, error) {
-	v, ok := key.Value[name]
-	if !ok || v.IsZero() {
-		return "", plugin.Permanent(fmt.Errorf("mysql probe: the key has no field %q (fields: %v)", name, key.Value.Names()))
-	}
-	return v.Reveal(), nil
-}
-
 // Check opens a new connection with the key, runs the query and reads its
 // rows.
 func (p *Probe) Check(ctx context.Context, key plugin.Key) error {
-	user, err := field(key, p.userField)
+	c, err := p.login.From(key)
 	if err != nil {
 		return err
 	}
-	if _, err := field(key, p.pwField); err != nil {
-		return err
-	}
-	host, port, db := p.host, p.port, p.dbname
-	if host == "" {
-		if host, err = field(key, myprov.FieldHost); err != nil {
-			return err
-		}
-	}
-	if port == 0 {
-		ps, err := field(key, myprov.FieldPort)
-		if err != nil {
-			return err
-		}
-		if port, err = strconv.Atoi(ps); err != nil {
-			return plugin.Permanent(fmt.Errorf("mysql probe: the key's port field is not a number"))
-		}
-	}
+	user, db := c.User, p.dbname
 	if !p.dbSet {
-		db = key.Value[myprov.FieldDBName].Reveal()
+		db = key.Value[dblogin.FieldDBName].Reveal()
 	}
-	conn, err := gomysql.NewConnector(myprov.Config(host, port, db, p.tls, user, key.Value[p.pwField]))
+	conn, err := gomysql.NewConnector(myprov.Config(c.Host, c.Port, db, p.tls, user, c.Password))
 	if err != nil {
 		return plugin.Permanent(err)
 	}

@@ -7,13 +7,13 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/probes/internal/dblogin"
 	pgprov "github.com/rekeyhq/rekey/providers/postgres"
 )
 
@@ -37,10 +37,9 @@ type config struct {
 
 // Probe logs in with a key and runs a query.
 type Probe struct {
-	host, dbname, sslmode, rootCert string
-	port                            int
-	query                           string
-	userField, pwField              string
+	login                     *dblogin.Login
+	dbname, sslmode, rootCert string
+	query                     string
 }
 
 var (
@@ -57,16 +56,10 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	p := &Probe{host: cfg.Host, port: cfg.Port, dbname: cfg.DBName, sslmode: cfg.SSLMode, rootCert: env.Path(cfg.SSLRootCert),
-		query: cfg.Query, userField: cfg.UsernameField, pwField: cfg.PasswordField}
+	login, ldiags := dblogin.New(env, Kind, cfg.Host, cfg.Port, cfg.PortRange, cfg.UsernameField, cfg.PasswordField)
+	p := &Probe{login: login, dbname: cfg.DBName, sslmode: cfg.SSLMode, rootCert: env.Path(cfg.SSLRootCert), query: cfg.Query}
 	if p.query == "" {
 		p.query = "SELECT 1"
-	}
-	if p.userField == "" {
-		p.userField = pgprov.FieldUsername
-	}
-	if p.pwField == "" {
-		p.pwField = pgprov.FieldPassword
 	}
 	if p.sslmode == "" {
 		p.sslmode = "verify-full"
@@ -74,9 +67,7 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 	if !sslModes[p.sslmode] {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid sslmode", Detail: fmt.Sprintf("sslmode %q is not one of disable, allow, prefer, require, verify-ca, verify-full (the default).", p.sslmode), Subject: env.Subject(cfg.SSLModeRange)})
 	}
-	if cfg.PortRange != (hcl.Range{}) && (p.port < 1 || p.port > 65535) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid port", Detail: "port must be between 1 and 65535.", Subject: env.Subject(cfg.PortRange)})
-	}
+	diags = append(diags, ldiags...)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -86,45 +77,20 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 // DefaultTarget is the key: the probe tests the new credential itself.
 func (p *Probe) DefaultTarget() probes.Target { return probes.TargetKey }
 
-func field(key plugin.Key, name string) (string, error) {
-	v, ok := key.Value[name]
-	if !ok || v.IsZero() {
-		return "", plugin.Permanent(fmt.Errorf("postgres probe: the key has no field %q (fields: %v)", name, key.Value.Names()))
-	}
-	return v.Reveal(), nil
-}
-
 // Check opens a new connection with the key, runs the query and reads
 // its rows.
 func (p *Probe) Check(ctx context.Context, key plugin.Key) error {
-	user, err := field(key, p.userField)
+	login, err := p.login.From(key)
 	if err != nil {
 		return err
 	}
-	if _, err := field(key, p.pwField); err != nil {
-		return err
-	}
-	host, port, db := p.host, p.port, p.dbname
-	if host == "" {
-		if host, err = field(key, pgprov.FieldHost); err != nil {
-			return err
-		}
-	}
-	if port == 0 {
-		ps, err := field(key, pgprov.FieldPort)
-		if err != nil {
-			return err
-		}
-		if port, err = strconv.Atoi(ps); err != nil {
-			return plugin.Permanent(fmt.Errorf("postgres probe: the key's port field is not a number"))
-		}
-	}
+	user, db := login.User, p.dbname
 	if db == "" {
-		if db, err = field(key, pgprov.FieldDBName); err != nil {
+		if db, err = p.login.Field(key, dblogin.FieldDBName); err != nil {
 			return err
 		}
 	}
-	cfg, err := pgprov.ConnConfig(host, port, db, p.sslmode, p.rootCert, user, key.Value[p.pwField])
+	cfg, err := pgprov.ConnConfig(login.Host, login.Port, db, p.sslmode, p.rootCert, user, login.Password)
 	if err != nil {
 		return err
 	}

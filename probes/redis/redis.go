@@ -15,6 +15,7 @@ import (
 
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
+	"github.com/rekeyhq/rekey/probes/internal/dblogin"
 	rprov "github.com/rekeyhq/rekey/providers/redis"
 )
 
@@ -37,7 +38,7 @@ type config struct {
 
 // Probe logs in with a key and runs a command.
 type Probe struct {
-	host               string
+	login              *dblogin.Login
 	port               int
 	tls                bool
 	caFile             string
@@ -57,22 +58,15 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	p := &Probe{host: cfg.Host, port: cfg.Port, tls: cfg.TLS, caFile: env.Path(cfg.CAFile), command: cfg.Command, userField: cfg.UsernameField, pwField: cfg.PasswordField}
+	login, ldiags := dblogin.New(env, Kind, cfg.Host, cfg.Port, cfg.PortRange, cfg.UsernameField, cfg.PasswordField)
+	p := &Probe{login: login, tls: cfg.TLS, caFile: env.Path(cfg.CAFile), command: cfg.Command}
 	if len(p.command) == 0 {
 		p.command = []string{"PING"}
-	}
-	if p.userField == "" {
-		p.userField = rprov.FieldUsername
-	}
-	if p.pwField == "" {
-		p.pwField = rprov.FieldPassword
 	}
 	if strings.TrimSpace(p.command[0]) == "" {
 		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid query", Detail: "query is a Redis command and its arguments, such as [\"GET\", \"app:config\"].", Subject: env.Subject(cfg.CommandRange)})
 	}
-	if cfg.PortRange != (hcl.Range{}) && (p.port < 1 || p.port > 65535) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid port", Detail: "port must be between 1 and 65535.", Subject: env.Subject(cfg.PortRange)})
-	}
+	diags = append(diags, ldiags...)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -82,43 +76,18 @@ func New(env *plugin.Env, body hcl.Body) (probes.Probe, hcl.Diagnostics) {
 // DefaultTarget is the key: the probe tests the new credential itself.
 func (p *Probe) DefaultTarget() probes.Target { return probes.TargetKey }
 
-func field(key plugin.Key, name string) (string, error) {
-	v, ok := key.Value[name]
-	if !ok || v.IsZero() {
-		return "", plugin.Permanent(fmt.Errorf("redis probe: the key has no field %q (fields: %v)", name, key.Value.Names()))
-	}
-	return v.Reveal(), nil
-}
-
 // Check opens a new connection with the key and runs the command. A nil
 // reply (a missing key) counts as success: the command was allowed.
 func (p *Probe) Check(ctx context.Context, key plugin.Key) error {
-	user, err := field(key, p.userField)
+	login, err := p.login.From(key)
 	if err != nil {
 		return err
 	}
-	if _, err := field(key, p.pwField); err != nil {
-		return err
-	}
-	host, port, db := p.host, p.port, 0
-	if host == "" {
-		if host, err = field(key, rprov.FieldHost); err != nil {
-			return err
-		}
-	}
-	if port == 0 {
-		ps, err := field(key, rprov.FieldPort)
-		if err != nil {
-			return err
-		}
-		if port, err = strconv.Atoi(ps); err != nil {
-			return plugin.Permanent(fmt.Errorf("redis probe: the key's port field is not a number"))
-		}
-	}
-	if v, ok := key.Value[rprov.FieldDBName]; ok && !v.IsZero() {
+	user, db := login.User, 0
+	if v, ok := key.Value[dblogin.FieldDBName]; ok && !v.IsZero() {
 		db, _ = strconv.Atoi(v.Reveal())
 	}
-	o, err := rprov.Options(host, port, db, p.tls, p.caFile, user, key.Value[p.pwField])
+	o, err := rprov.Options(login.Host, login.Port, db, p.tls, p.caFile, user, login.Password)
 	if err != nil {
 		return err
 	}
