@@ -204,3 +204,48 @@ func TestParseInterspersed(t *testing.T) {
 		t.Errorf("an unknown option after an argument: ok %v code %d", ok, code)
 	}
 }
+
+// TestStatusAndPlanMidRotation: taken at the same moment, with a rotation
+// parked in its drain, status and plan tell the same story: the rotation in
+// flight, what remains of it (not the steps of a new rotation), and when
+// it goes on (issue 10 §5). Goldens keep the operator's view stable.
+func TestStatusAndPlanMidRotation(t *testing.T) {
+	dir := copyQuickstart(t)
+	cfg := filepath.Join(dir, "rekey.hcl")
+	b := mustRead(t, cfg)
+	if !strings.Contains(b, `after = "10s"`) {
+		t.Fatal("the quickstart's revoke block changed; update this test")
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(b, `after = "10s"`, `after = "1h"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"quickstart: done", "quickstart: committed"} {
+		if out, errOut, code := run(t, "rotate", "-config", dir, "quickstart"); code != ExitOK || !strings.Contains(out, want) {
+			t.Fatalf("rotation %d: %d\n%s\n%s", i+1, code, out, errOut)
+		}
+	}
+	status, _, code := run(t, "status", "-config", dir)
+	if code != ExitOK {
+		t.Fatalf("status exited %d", code)
+	}
+	plan, _, code := run(t, "plan", "-config", dir)
+	if code != ExitOK {
+		t.Fatalf("plan exited %d", code)
+	}
+	if !regexp.MustCompile(`(?m)^quickstart .* drain \(revoke \*+[0-9a-f]{4} in 5\dm\d+s\)$`).MatchString(status) {
+		t.Errorf("status does not show the rotation in its drain:\n%s", status)
+	}
+	if !strings.Contains(plan, "IN FLIGHT, remaining steps") || strings.Contains(plan, "create a new key") || !strings.Contains(plan, "1. drain: wait 1h0m0s after commit") {
+		t.Errorf("plan does not show what remains of the rotation in flight:\n%s", plan)
+	}
+	norm := func(s string) string {
+		s = strings.ReplaceAll(s, dir, "$DIR")
+		s = regexp.MustCompile(`\*+[0-9a-f]{4}`).ReplaceAllString(s, "KEY")
+		s = regexp.MustCompile(`\b\d+s\b|\b\d+m\d+s\b`).ReplaceAllString(s, "D")
+		s = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`).ReplaceAllString(s, "TIME")
+		s = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`).ReplaceAllString(s, "ROTATION")
+		return regexp.MustCompile(` +`).ReplaceAllString(s, " ")
+	}
+	golden(t, "status-mid-rotation", norm(status))
+	golden(t, "plan-mid-rotation", norm(plan))
+}
