@@ -45,6 +45,7 @@ type Record struct {
 	Version    int               `json:"v"`
 	Time       time.Time         `json:"time"`
 	Host       string            `json:"host"`
+	Instance   string            `json:"instance,omitempty"`
 	Policy     string            `json:"policy"`
 	RotationID string            `json:"rotation_id"`
 	Generation int64             `json:"generation"`
@@ -108,8 +109,9 @@ func NewRecord(host string, e rotator.Event) Record {
 // recorder (Record) or as an observer (Observe). It is safe for
 // concurrent use.
 type Log struct {
-	path string
-	host string
+	path     string
+	host     string
+	instance string
 	// OnError, if set before the first write, is called with each write
 	// that failed; the daemon logs it and counts it.
 	OnError func(error)
@@ -157,6 +159,10 @@ func openFile(path string) (*os.File, error) {
 	return f, nil
 }
 
+// SetInstance names the instance in every later record (several
+// instances sharing a journal); call it before the first write.
+func (l *Log) SetInstance(name string) { l.instance = name }
+
 // Path returns the file's path.
 func (l *Log) Path() string { return l.path }
 
@@ -165,7 +171,9 @@ func (l *Log) Path() string { return l.path }
 // cut back to its previous size. An error means the event is not durably
 // recorded; the caller must not take the next irreversible step.
 func (l *Log) Record(_ context.Context, e rotator.Event) error {
-	line, err := json.Marshal(NewRecord(l.host, e))
+	rec := NewRecord(l.host, e)
+	rec.Instance = l.instance
+	line, err := json.Marshal(rec)
 	if err != nil {
 		return l.fail(fmt.Errorf("encoding audit record: %w", err))
 	}

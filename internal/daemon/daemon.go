@@ -117,7 +117,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	ctx = log.WithContext(ctx)
 	auditPath := filepath.Join(cfg.StateDir, AuditFile)
 
-	j, err := rotator.OpenBoltJournal(cfg.StateDir, auditPath)
+	j, bolt, hanode, err := openJournal(cfg, auditPath, log)
 	if err != nil {
 		return fmt.Errorf("opening the journal: %w", err)
 	}
@@ -133,7 +133,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	defer aud.Close()
 	m := metrics.New(d.opts.Version)
-	engine, err := rotator.New(engineOptions(j, aud, log))
+	eopts := engineOptions(j, aud, log)
+	if hanode != nil {
+		aud.SetInstance(cfg.Journal.Instance)
+		hanode.register(m.Registry())
+		eopts.Audit = gate{h: hanode, aud: aud}
+	}
+	engine, err := rotator.New(eopts)
 	if err != nil {
 		return fmt.Errorf("starting the engine: %w", err)
 	}
@@ -193,8 +199,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 
-	if err := engine.Reconcile(workCtx); err != nil {
-		return fmt.Errorf("reconciling the journal: %w", err)
+	if hanode == nil {
+		if err := engine.Reconcile(workCtx); err != nil {
+			return fmt.Errorf("reconciling the journal: %w", err)
+		}
 	}
 	log.Info().Int("policies", len(cfg.Policies)).Str("state_dir", cfg.StateDir).Str("version", d.opts.Version).Msg("rekey started")
 
@@ -204,10 +212,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	work.Add(1)
 	go func() {
 		defer work.Done()
+		if hanode != nil {
+			schedDone <- hanode.run(schedCtx, engine)
+			return
+		}
 		schedDone <- engine.Run(schedCtx)
 	}()
 	lost := make(chan error, 1)
-	goBG(func() { watchJournal(bgCtx, j, d.opts.JournalCheck, lost) })
+	if bolt != nil {
+		goBG(func() { watchJournal(bgCtx, bolt, d.opts.JournalCheck, lost) })
+	}
 
 	ready.Store(true)
 	close(d.ready)
@@ -253,7 +267,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			stopSched()
 			ev := log.Error().Err(err)
 			rescue := filepath.Join(cfg.StateDir, rotator.JournalFile+".rescued-"+time.Now().UTC().Format("20060102T150405Z"))
-			if rerr := j.Rescue(rescue); rerr == nil {
+			if rerr := bolt.Rescue(rescue); rerr == nil {
 				ev = ev.Str("rescued_journal", rescue)
 			} else {
 				ev = ev.AnErr("rescue_error", rerr)

@@ -25,11 +25,20 @@ type Local struct {
 // OpenLocal opens the journal and the audit log of cfg's state directory
 // and an engine over them, with the same loss checks as the daemon. With
 // readOnly, a state directory never used shows an empty in-memory journal
-// (nothing is created) and no audit log is opened.
+// (nothing is created) and no audit log is opened. With a shared journal
+// (journal "etcd") it reads the journal in etcd and writes nothing: only
+// the owner instance rotates, and a rotation asked here is refused with
+// the owner's name.
 func OpenLocal(cfg *policies.Config, log zerolog.Logger, readOnly bool) (*Local, error) {
 	auditPath := filepath.Join(cfg.StateDir, AuditFile)
 	l := &Local{cfg: cfg}
-	if readOnly && neverUsed(cfg.StateDir, auditPath) {
+	if cfg.Journal != nil {
+		h, err := openHA(cfg.Journal, log)
+		if err != nil {
+			return nil, err
+		}
+		l.journal = h.journal
+	} else if readOnly && neverUsed(cfg.StateDir, auditPath) {
 		l.journal = rotator.NewMemJournal()
 	} else {
 		j, err := rotator.OpenBoltJournal(cfg.StateDir, auditPath)

@@ -24,18 +24,24 @@ type Leadership struct {
 }
 
 // Join starts a session with a lease of ttl and announces the instance
-// under <prefix>instances/. Close ends both.
+// under <prefix>instances/. Close ends both. The lease is kept alive
+// until Close or until ctx ends; without quorum Join fails within
+// DefaultOpTimeout.
 func Join(ctx context.Context, cli *clientv3.Client, prefix, instance string, ttl time.Duration) (*Leadership, error) {
 	secs := int(ttl.Round(time.Second) / time.Second)
 	if secs < 1 {
 		secs = 1
 	}
-	s, err := concurrency.NewSession(cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
+	octx, cancel := context.WithTimeout(ctx, DefaultOpTimeout)
+	defer cancel()
+	g, err := cli.Grant(octx, int64(secs))
+	if err != nil {
+		return nil, fmt.Errorf("etcd: granting a lease: %w", err)
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(secs), concurrency.WithLease(g.ID), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("etcd: starting a session: %w", err)
 	}
-	octx, cancel := context.WithTimeout(ctx, DefaultOpTimeout)
-	defer cancel()
 	if _, err := cli.Put(octx, prefix+"instances/"+instance, time.Now().UTC().Format(time.RFC3339), clientv3.WithLease(s.Lease())); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("etcd: announcing instance %s: %w", instance, err)

@@ -138,6 +138,46 @@ func (j *Journal) SetFence(f *Fence) {
 	j.mu.Unlock()
 }
 
+// Standby refuses every later Update with ErrNotOwner (naming the owner)
+// until SetFence: an instance that does not own the policies, or lost
+// them, writes nothing.
+func (j *Journal) Standby() { j.SetFence(&Fence{}) }
+
+// CheckOwner reads the fence in etcd: nil while this instance still holds
+// it, ErrNotOwner (naming the owner) once it does not. The daemon calls it
+// right before every irreversible step.
+func (j *Journal) CheckOwner(ctx context.Context) error {
+	f := j.currentFence()
+	if f == nil {
+		return nil
+	}
+	if f.Key == "" {
+		return j.notOwner(ctx)
+	}
+	ctx, cancel := j.op(ctx)
+	defer cancel()
+	r, err := j.cli.Txn(ctx).If(fenceCmp(f)...).Commit()
+	if err != nil {
+		return fmt.Errorf("checking ownership in etcd: %w", err)
+	}
+	if !r.Succeeded {
+		return j.notOwner(ctx)
+	}
+	return nil
+}
+
+// notOwner is ErrNotOwner with the name of the owner, when one is known.
+func (j *Journal) notOwner(ctx context.Context) error {
+	owner, err := Owner(ctx, j.cli, j.prefix)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w (the owner is unknown: %v)", ErrNotOwner, err)
+	case owner == "":
+		return fmt.Errorf("%w; no instance owns the policies at the moment", ErrNotOwner)
+	}
+	return fmt.Errorf("%w; instance %q owns the policies: run the command there", ErrNotOwner, owner)
+}
+
 func (j *Journal) currentFence() *Fence {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -196,6 +236,9 @@ func (j *Journal) Update(ctx context.Context, policy string, fn func(*rotator.Po
 		if r.Succeeded {
 			return st, nil
 		}
+		if err := j.CheckOwner(ctx); err != nil {
+			return rotator.PolicyState{}, fmt.Errorf("updating journal for %s: %w", policy, err)
+		}
 		if attempt >= 20 {
 			return rotator.PolicyState{}, fmt.Errorf("updating journal for %s in etcd: the record kept changing under 20 attempts", policy)
 		}
@@ -207,12 +250,15 @@ func (j *Journal) Update(ctx context.Context, policy string, fn func(*rotator.Po
 func (j *Journal) fencedRead(ctx context.Context, key, policy string, fence *Fence) (rotator.PolicyState, int64, error) {
 	ctx, cancel := j.op(ctx)
 	defer cancel()
+	if fence != nil && fence.Key == "" {
+		return rotator.PolicyState{}, 0, fmt.Errorf("updating journal for %s: %w", policy, j.notOwner(ctx))
+	}
 	r, err := j.cli.Txn(ctx).If(fenceCmp(fence)...).Then(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return rotator.PolicyState{}, 0, fmt.Errorf("reading journal for %s from etcd: %w", policy, err)
 	}
 	if !r.Succeeded {
-		return rotator.PolicyState{}, 0, fmt.Errorf("updating journal for %s: %w", policy, ErrNotOwner)
+		return rotator.PolicyState{}, 0, fmt.Errorf("updating journal for %s: %w", policy, j.notOwner(ctx))
 	}
 	st := rotator.PolicyState{Policy: policy}
 	kvs := r.Responses[0].GetResponseRange().Kvs

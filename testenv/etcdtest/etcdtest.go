@@ -105,7 +105,7 @@ func Start(t testing.TB, n int) *Cluster {
 		}
 		if t.Failed() {
 			for _, m := range c.Members {
-				t.Logf("etcd member %s log (last lines):\n%s", m.Name, tail(m.LogPath, 20))
+				t.Logf("etcd member %s log (last lines):\n%s", m.Name, tail(m.LogPath, 6))
 			}
 		}
 		os.RemoveAll(dir)

@@ -1,0 +1,198 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/rekeyhq/rekey/internal/audit"
+	"github.com/rekeyhq/rekey/policies"
+	"github.com/rekeyhq/rekey/rotator"
+	"github.com/rekeyhq/rekey/rotator/etcdjournal"
+)
+
+// ha is one instance of several sharing a journal in etcd. One election
+// makes one instance the owner of every policy: the owner reconciles the
+// journal and runs the scheduler under a context that ends when its lease
+// is lost; the others wait in the election. Every journal write is fenced
+// on the owner's election key, and every irreversible step first checks
+// the fence in etcd (gate).
+type ha struct {
+	cfg     *policies.JournalSettings
+	journal *etcdjournal.Journal
+	log     zerolog.Logger
+
+	leader     prometheus.Gauge
+	leaseLoss  prometheus.Counter
+	mu         sync.Mutex
+	leadership *etcdjournal.Leadership
+}
+
+// openHA dials etcd and returns the shared journal in standby: it refuses
+// writes until this instance wins the election.
+func openHA(cfg *policies.JournalSettings, log zerolog.Logger) (*ha, error) {
+	j, err := etcdjournal.Open(etcdjournal.Config{Endpoints: cfg.Endpoints, Prefix: cfg.Prefix, CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile})
+	if err != nil {
+		return nil, err
+	}
+	j.Standby()
+	h := &ha{cfg: cfg, journal: j, log: log.With().Str("instance", cfg.Instance).Logger()}
+	h.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "rekey_ha_leader",
+		Help: "1 while this instance owns the policies of the shared journal (journal \"etcd\"), 0 otherwise."})
+	h.leaseLoss = prometheus.NewCounter(prometheus.CounterOpts{Name: "rekey_ha_lease_losses_total",
+		Help: "Times this instance lost its etcd lease while it owned the policies, and stopped acting."})
+	return h, nil
+}
+
+// register adds the HA metrics to reg.
+func (h *ha) register(reg prometheus.Registerer) {
+	reg.MustRegister(h.leader, h.leaseLoss)
+}
+
+// run campaigns, owns, loses and campaigns again until ctx ends. While it
+// owns the policies it reconciles the journal (every unfinished rotation,
+// whoever started it) and runs the scheduler, which rebuilds every
+// policy's schedule from the journal.
+func (h *ha) run(ctx context.Context, engine *rotator.Engine) error {
+	defer h.resign()
+	wait := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = time.Second
+		l, err := h.join(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			h.log.Error().Err(err).Msg("NOT ACTING: cannot reach an etcd quorum to join the election; retrying")
+			continue
+		}
+		h.log.Info().Msg("joined the election; waiting to own the policies")
+		fence, err := l.Campaign(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			h.log.Error().Err(err).Msg("NOT ACTING: the etcd session ended while waiting to own the policies; joining again")
+			h.resign()
+			continue
+		}
+		h.journal.SetFence(fence)
+		h.leader.Set(1)
+		h.log.Warn().Int64("fence_revision", fence.Rev).Msg("this instance owns the policies: reconciling the journal and scheduling")
+		lost := h.own(ctx, engine, l)
+		h.journal.Standby()
+		h.leader.Set(0)
+		if !lost {
+			return nil
+		}
+		h.leaseLoss.Inc()
+		h.log.Error().Msg("LOST OWNERSHIP: the etcd lease expired (etcd quorum lost, network partition or this process paused): stopped acting on every policy; rotations in flight are left to the next owner; joining the election again")
+		h.resign()
+	}
+}
+
+// own runs the engine until ctx ends (false) or the lease is lost (true).
+func (h *ha) own(ctx context.Context, engine *rotator.Engine, l *etcdjournal.Leadership) bool {
+	ownCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-l.Done():
+			cancel()
+		case <-ownCtx.Done():
+		}
+	}()
+	if err := engine.Reconcile(ownCtx); err != nil {
+		h.log.Error().Err(err).Msg("reconciling the journal")
+	}
+	if err := engine.Run(ownCtx); err != nil {
+		h.log.Error().Err(err).Msg("scheduler stopped")
+	}
+	select {
+	case <-l.Done():
+		return ctx.Err() == nil
+	default:
+		return false
+	}
+}
+
+func (h *ha) join(ctx context.Context) (*etcdjournal.Leadership, error) {
+	l, err := etcdjournal.Join(ctx, h.journal.Client(), h.cfg.Prefix, h.cfg.Instance, h.cfg.LeaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.leadership = l
+	h.mu.Unlock()
+	return l, nil
+}
+
+// resign gives up the election and the lease (so that another instance
+// takes over at once on a clean stop).
+func (h *ha) resign() {
+	h.mu.Lock()
+	l := h.leadership
+	h.leadership = nil
+	h.mu.Unlock()
+	if l != nil {
+		if err := l.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			h.log.Warn().Err(err).Msg("leaving the election (the lease expires by itself)")
+		}
+	}
+}
+
+// gate is the engine's synchronous audit recorder in HA mode: before an
+// event reaches the audit log it checks in etcd that this instance still
+// holds its fence, so that an irreversible step (commit, deactivate,
+// revoke) is refused, before it acts, by an instance that lost its lease.
+type gate struct {
+	h   *ha
+	aud *audit.Log
+}
+
+// Record implements rotator.AuditRecorder.
+func (g gate) Record(ctx context.Context, e rotator.Event) error {
+	if err := g.h.journal.CheckOwner(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("before recording %s of %s: %w", e.Step, e.Policy, err)
+	}
+	if g.aud == nil {
+		return nil
+	}
+	return g.aud.Record(ctx, e)
+}
+
+// openJournal opens the configured journal: the embedded bbolt file in
+// state_dir (bolt is set), or the shared etcd journal in standby (h is
+// set).
+func openJournal(cfg *policies.Config, auditPath string, log zerolog.Logger) (j rotator.Journal, bolt *rotator.BoltJournal, h *ha, err error) {
+	if cfg.Journal == nil {
+		bolt, err = rotator.OpenBoltJournal(cfg.StateDir, auditPath)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return bolt, bolt, nil, nil
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	h, err = openHA(cfg.Journal, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return h.journal, nil, h, nil
+}
