@@ -118,7 +118,4 @@ func (ld *loading) crossCheckExpiry(p *Policy, at attrRanges) {
 			ld.diags = append(ld.diags, errAt(at["key_ttl"], "Unsupported key_ttl", fmt.Sprintf("The %s provider of this policy cannot create keys with a lifetime, so key_ttl would be ignored. Remove key_ttl; the providers that honour it are exec (REKEY_KEY_TTL) and vault_approle_secret_id.", p.Provider.Kind)))
 		}
 	}
-	if s.KeyTTL > 0 && s.Every > 0 && s.Every >= s.KeyTTL {
-		ld.diags = append(ld.diags, warnAt(at["key_ttl"], "key_ttl shorter than every", fmt.Sprintf("key_ttl (%s) is not longer than every (%s): keys are rotated by their expiry (expiry_lead %s before it), not by every.", FormatDuration(s.KeyTTL), FormatDuration(s.Every), s.ExpiryLead)))
-	}
 }
