@@ -296,6 +296,9 @@ func (ld *loading) crossCheck(p *Policy, at attrRanges) {
 			ld.diags = append(ld.diags, warnAt(at["soak"], "Soak without deactivation", fmt.Sprintf("The %s provider of this policy cannot deactivate keys, so revoke.soak (%s) only delays deleting the old key; nothing tests that dependents manage without it first. Remove soak, or configure deactivation where the provider supports it.", p.Provider.Kind, FormatDuration(p.Revoke.Soak))))
 		}
 	}
+	if p.Provider.Provider != nil && providers.IsInPlace(p.Provider.Provider) && (len(p.Reloads) == 0 || !hasDependentProbe(p)) {
+		ld.diags = append(ld.diags, warnAt(p.Provider.DefRange, "Key replaced in place", fmt.Sprintf("The %s provider of this policy changes the one key in place: the old key stops working the moment the new one is created, so a dependent that has not re-read the sink fails at its next login. Add a reload block and a probe with target = \"dependent\" that prove the dependents moved to the new key, or use strategy = \"alternating\".", p.Provider.Kind)))
+	}
 	if s.Every > 0 && p.Revoke.After+p.Revoke.Soak >= s.Every {
 		r, ok := at["revoke"]
 		if !ok {
@@ -657,4 +660,14 @@ func (b suggestingBody) Content(schema *hcl.BodySchema) (*hcl.BodyContent, hcl.D
 		}
 	}
 	return b.Body.Content(s)
+}
+
+// hasDependentProbe reports whether p probes its dependents.
+func hasDependentProbe(p *Policy) bool {
+	for _, pb := range p.Probes {
+		if pb.Target == probes.TargetDependent {
+			return true
+		}
+	}
+	return false
 }

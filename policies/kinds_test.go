@@ -64,6 +64,7 @@ func newTestProvider(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Di
 		Secret     string            `hcl:"secret,optional"`
 		Tags       map[string]string `hcl:"tags,optional"`
 		Deactivate bool              `hcl:"deactivate,optional"`
+		Single     bool              `hcl:"single,optional"`
 		Options    []struct {
 			Name  string `hcl:"name,label"`
 			Value string `hcl:"value"`
@@ -83,8 +84,16 @@ func newTestProvider(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Di
 	if cfg.Deactivate {
 		return deactivatingTestProvider{p}, nil
 	}
+	if cfg.Single {
+		return singleTestProvider{p}, nil
+	}
 	return p, nil
 }
+
+// singleTestProvider replaces its one key in place (single = true).
+type singleTestProvider struct{ *testProvider }
+
+func (singleTestProvider) SingleKey() bool { return true }
 
 // deactivatingTestProvider can deactivate keys (deactivate = true).
 type deactivatingTestProvider struct{ *testProvider }

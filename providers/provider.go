@@ -82,3 +82,18 @@ var Registry = plugin.NewRegistry[Factory]("provider")
 
 // Register adds a provider kind; call it from the kind's init.
 func Register(kind string, f Factory) { Registry.Register(kind, f) }
+
+// InPlace is implemented by providers that hold one key at a time: creating
+// a key replaces the previous one at once (a database role's password
+// changed in place), so a dependent holding the old key fails at its next
+// use. The loader warns about such a policy unless a reload hook and a
+// dependent probe show that dependents move to the new key.
+type InPlace interface {
+	SingleKey() bool
+}
+
+// IsInPlace reports whether p replaces its key in place (InPlace).
+func IsInPlace(p Provider) bool {
+	s, ok := p.(InPlace)
+	return ok && s.SingleKey()
+}
