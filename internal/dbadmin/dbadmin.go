@@ -187,3 +187,89 @@ func CheckRoleName(name string, max int) error {
 	}
 	return nil
 }
+
+// The strategies of the database providers.
+const (
+	// StrategySingle rotates one account's password in place.
+	StrategySingle = "single"
+	// StrategyAlternating rotates between two accounts.
+	StrategyAlternating = "alternating"
+)
+
+// Accounts are the attributes of a database provider block that choose
+// the strategy and name the accounts.
+type Accounts struct {
+	Strategy       string
+	StrategyRange  hcl.Range
+	Username       string
+	UsernameRange  hcl.Range
+	Usernames      []string
+	UsernamesRange hcl.Range
+}
+
+// DecodeAccounts validates the strategy (single unless usernames are
+// given) and the account names, each at most maxName bytes. noun is what
+// the database calls an account ("role", "account"), for the messages. It
+// returns the strategy and the names: one for single, two for alternating.
+func DecodeAccounts(env *plugin.Env, a Accounts, noun string, maxName int) (string, []string, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	errAt := func(r hcl.Range, summary, detail string) {
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: env.Subject(r)})
+	}
+	strategy := a.Strategy
+	if strategy == "" {
+		strategy = StrategySingle
+		if len(a.Usernames) > 0 {
+			strategy = StrategyAlternating
+		}
+	}
+	var names []string
+	switch strategy {
+	case StrategySingle:
+		if len(a.Usernames) > 0 {
+			errAt(a.UsernamesRange, "usernames with strategy single", fmt.Sprintf("The single strategy rotates one %s: set username, or set strategy = \"alternating\" to use two %ss.", noun, noun))
+		}
+		if err := CheckRoleName(a.Username, maxName); err != nil {
+			errAt(a.UsernameRange, "Invalid username", fmt.Sprintf("username names the %s whose password is rotated: %v", noun, err))
+		}
+		names = []string{a.Username}
+	case StrategyAlternating:
+		if a.Username != "" {
+			errAt(a.UsernameRange, "username with strategy alternating", fmt.Sprintf("The alternating strategy uses two %ss: set usernames = [\"app_a\", \"app_b\"] instead of username.", noun))
+		}
+		if len(a.Usernames) != 2 || a.Usernames[0] == a.Usernames[1] {
+			errAt(a.UsernamesRange, "Invalid usernames", fmt.Sprintf("The alternating strategy needs exactly two different %ss, such as usernames = [\"app_a\", \"app_b\"]: the first is the %s in use today; the second is created as its clone if it does not exist.", noun, noun))
+			names = []string{"", ""}
+		} else {
+			for _, n := range a.Usernames {
+				if err := CheckRoleName(n, maxName); err != nil {
+					errAt(a.UsernamesRange, "Invalid usernames", err.Error())
+				}
+			}
+			names = []string{a.Usernames[0], a.Usernames[1]}
+		}
+	default:
+		errAt(a.StrategyRange, "Unsupported strategy", fmt.Sprintf("strategy %q is not supported: use \"single\" (one %s, password changed in place) or \"alternating\" (two %ss, no outage).", strategy, noun, noun))
+	}
+	return strategy, names, diags
+}
+
+// CheckPasswordLength refuses a password_length outside 16 to 99.
+func CheckPasswordLength(env *plugin.Env, n int, r hcl.Range) hcl.Diagnostics {
+	if n < 16 || n > 99 {
+		return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid password_length", Detail: "password_length must be between 16 and 99 (default 32 letters and digits).", Subject: env.Subject(r)}}
+	}
+	return nil
+}
+
+// DecodeAdmin is Decode with the admin username checked as an account
+// name of at most maxName bytes.
+func DecodeAdmin(env *plugin.Env, b *Block, maxName int) (*Credential, hcl.Diagnostics) {
+	c, diags := Decode(env, b, env.DefRange)
+	if c != nil && b != nil {
+		if err := CheckRoleName(c.Username, maxName); err != nil {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid admin username", Detail: err.Error(), Subject: env.Subject(b.UsernameRange)})
+		}
+	}
+	return c, diags
+}

@@ -38,12 +38,10 @@ type config struct {
 
 // Probe logs in with a key and runs a command.
 type Probe struct {
-	login              *dblogin.Login
-	port               int
-	tls                bool
-	caFile             string
-	command            []string
-	userField, pwField string
+	login   *dblogin.Login
+	tls     bool
+	caFile  string
+	command []string
 }
 
 var (

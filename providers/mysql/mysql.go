@@ -60,8 +60,8 @@ const (
 
 // Strategies.
 const (
-	StrategySingle      = "single"
-	StrategyAlternating = "alternating"
+	StrategySingle      = dbadmin.StrategySingle
+	StrategyAlternating = dbadmin.StrategyAlternating
 )
 
 // maxUserName is the account name limit of MariaDB and MySQL 8.
@@ -164,52 +164,22 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	if err := dbadmin.CheckRoleName(b.userHost, 255); err != nil {
 		errAt(cfg.UserHostRange, "Invalid user_host", "user_host is the host part of the accounts, such as \"%\" or \"10.0.%\": "+err.Error())
 	}
-	if b.pwLen < 16 || b.pwLen > 99 {
-		errAt(cfg.PasswordLengthRange, "Invalid password_length", "password_length must be between 16 and 99 (default 32 letters and digits).")
-	}
-	admin, adiags := dbadmin.Decode(env, cfg.Admin, env.DefRange)
+	diags = append(diags, dbadmin.CheckPasswordLength(env, b.pwLen, cfg.PasswordLengthRange)...)
+	admin, adiags := dbadmin.DecodeAdmin(env, cfg.Admin, maxUserName)
 	diags = append(diags, adiags...)
 	b.admin = admin
-	if admin != nil && cfg.Admin != nil {
-		if err := dbadmin.CheckRoleName(admin.Username, maxUserName); err != nil {
-			errAt(cfg.Admin.UsernameRange, "Invalid admin username", err.Error())
-		}
-	}
-	strategy := cfg.Strategy
-	if strategy == "" {
-		strategy = StrategySingle
-		if len(cfg.Usernames) > 0 {
-			strategy = StrategyAlternating
-		}
-	}
+	strategy, names, sdiags := dbadmin.DecodeAccounts(env, dbadmin.Accounts{
+		Strategy: cfg.Strategy, StrategyRange: cfg.StrategyRange,
+		Username: cfg.Username, UsernameRange: cfg.UsernameRange,
+		Usernames: cfg.Usernames, UsernamesRange: cfg.UsernamesRange,
+	}, "account", maxUserName)
+	diags = append(diags, sdiags...)
 	var prov providers.Provider
 	switch strategy {
 	case StrategySingle:
-		if len(cfg.Usernames) > 0 {
-			errAt(cfg.UsernamesRange, "usernames with strategy single", "The single strategy rotates one account: set username, or set strategy = \"alternating\" to use two.")
-		}
-		if err := dbadmin.CheckRoleName(cfg.Username, maxUserName); err != nil {
-			errAt(cfg.UsernameRange, "Invalid username", "username names the account whose password is rotated: "+err.Error())
-		}
-		prov = &Single{base: b, user: cfg.Username}
+		prov = &Single{base: b, user: names[0]}
 	case StrategyAlternating:
-		if cfg.Username != "" {
-			errAt(cfg.UsernameRange, "username with strategy alternating", "The alternating strategy uses two accounts: set usernames = [\"app_a\", \"app_b\"] instead of username.")
-		}
-		a := &Alternating{base: b}
-		if len(cfg.Usernames) != 2 || cfg.Usernames[0] == cfg.Usernames[1] {
-			errAt(cfg.UsernamesRange, "Invalid usernames", "The alternating strategy needs exactly two different accounts, such as usernames = [\"app_a\", \"app_b\"]: the first is the one in use today; the second is created as its clone if it does not exist.")
-		} else {
-			for i, n := range cfg.Usernames {
-				if err := dbadmin.CheckRoleName(n, maxUserName); err != nil {
-					errAt(cfg.UsernamesRange, "Invalid usernames", err.Error())
-				}
-				a.users[i] = n
-			}
-		}
-		prov = a
-	default:
-		errAt(cfg.StrategyRange, "Unsupported strategy", fmt.Sprintf("strategy %q is not supported: use \"single\" or \"alternating\".", strategy))
+		prov = &Alternating{base: b, users: [2]string{names[0], names[1]}}
 	}
 	if diags.HasErrors() {
 		return nil, diags

@@ -57,8 +57,8 @@ const (
 
 // Strategies.
 const (
-	StrategySingle      = "single"
-	StrategyAlternating = "alternating"
+	StrategySingle      = dbadmin.StrategySingle
+	StrategyAlternating = dbadmin.StrategyAlternating
 )
 
 // maxRoleName is PostgreSQL's NAMEDATALEN - 1.
@@ -156,9 +156,7 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	if !sslModes[b.sslmode] {
 		errAt(cfg.SSLModeRange, "Invalid sslmode", fmt.Sprintf("sslmode %q is not one of disable, allow, prefer, require, verify-ca, verify-full (the default).", b.sslmode))
 	}
-	if b.pwLen < 16 || b.pwLen > 99 {
-		errAt(cfg.PasswordLengthRange, "Invalid password_length", "password_length must be between 16 and 99 (default 32 letters and digits).")
-	}
+	diags = append(diags, dbadmin.CheckPasswordLength(env, b.pwLen, cfg.PasswordLengthRange)...)
 	if cfg.TerminateSessionsAfter != "" {
 		d, err := duration.Parse(cfg.TerminateSessionsAfter)
 		if err != nil || d <= 0 {
@@ -166,50 +164,21 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 		}
 		b.terminateAfter = d
 	}
-	admin, adiags := dbadmin.Decode(env, cfg.Admin, env.DefRange)
+	admin, adiags := dbadmin.DecodeAdmin(env, cfg.Admin, maxRoleName)
 	diags = append(diags, adiags...)
 	b.admin = admin
-	if admin != nil {
-		if err := dbadmin.CheckRoleName(admin.Username, maxRoleName); err != nil && cfg.Admin != nil {
-			errAt(cfg.Admin.UsernameRange, "Invalid admin username", err.Error())
-		}
-	}
-
-	strategy := cfg.Strategy
-	if strategy == "" {
-		strategy = StrategySingle
-		if len(cfg.Usernames) > 0 {
-			strategy = StrategyAlternating
-		}
-	}
+	strategy, names, sdiags := dbadmin.DecodeAccounts(env, dbadmin.Accounts{
+		Strategy: cfg.Strategy, StrategyRange: cfg.StrategyRange,
+		Username: cfg.Username, UsernameRange: cfg.UsernameRange,
+		Usernames: cfg.Usernames, UsernamesRange: cfg.UsernamesRange,
+	}, "role", maxRoleName)
+	diags = append(diags, sdiags...)
 	var prov providers.Provider
 	switch strategy {
 	case StrategySingle:
-		if len(cfg.Usernames) > 0 {
-			errAt(cfg.UsernamesRange, "usernames with strategy single", "The single strategy rotates one role: set username, or set strategy = \"alternating\" to use two roles.")
-		}
-		if err := dbadmin.CheckRoleName(cfg.Username, maxRoleName); err != nil {
-			errAt(cfg.UsernameRange, "Invalid username", "username names the role whose password is rotated: "+err.Error())
-		}
-		prov = &Single{base: b, role: cfg.Username}
+		prov = &Single{base: b, role: names[0]}
 	case StrategyAlternating:
-		if cfg.Username != "" {
-			errAt(cfg.UsernameRange, "username with strategy alternating", "The alternating strategy uses two roles: set usernames = [\"app_a\", \"app_b\"] instead of username.")
-		}
-		a := &Alternating{base: b}
-		if len(cfg.Usernames) != 2 || cfg.Usernames[0] == cfg.Usernames[1] {
-			errAt(cfg.UsernamesRange, "Invalid usernames", "The alternating strategy needs exactly two different roles, such as usernames = [\"app_a\", \"app_b\"]: the first is the role in use today; the second is created as its clone if it does not exist.")
-		} else {
-			for i, n := range cfg.Usernames {
-				if err := dbadmin.CheckRoleName(n, maxRoleName); err != nil {
-					errAt(cfg.UsernamesRange, "Invalid usernames", err.Error())
-				}
-				a.roles[i] = n
-			}
-		}
-		prov = a
-	default:
-		errAt(cfg.StrategyRange, "Unsupported strategy", fmt.Sprintf("strategy %q is not supported: use \"single\" (one role, password changed in place) or \"alternating\" (two roles, no outage).", strategy))
+		prov = &Alternating{base: b, roles: [2]string{names[0], names[1]}}
 	}
 	if diags.HasErrors() {
 		return nil, diags

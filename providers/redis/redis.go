@@ -119,9 +119,7 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	if p.db < 0 {
 		errAt(cfg.DBRange, "Invalid db", "db is a database index, 0 or more.")
 	}
-	if p.pwLen < 16 || p.pwLen > 99 {
-		errAt(cfg.PasswordLengthRange, "Invalid password_length", "password_length must be between 16 and 99 (default 32 letters and digits).")
-	}
+	diags = append(diags, dbadmin.CheckPasswordLength(env, p.pwLen, cfg.PasswordLengthRange)...)
 	if err := checkUser(p.user); err != nil {
 		errAt(cfg.UsernameRange, "Invalid username", "username names the ACL user whose passwords are rotated: "+err.Error())
 	} else if p.user == "default" {

@@ -49,9 +49,7 @@ type MariaDB struct {
 	Socket        string
 	AdminPassword string
 
-	acct account
-	mu   sync.Mutex
-	proc *process
+	server
 }
 
 type myTemplate struct {
@@ -126,7 +124,7 @@ func buildMyTemplate(acct account, final string) error {
 	if out, err := install.CombinedOutput(); err != nil {
 		return fmt.Errorf("mariadb-install-db: %w: %s", err, out)
 	}
-	s := &MariaDB{Host: "127.0.0.1", Dir: tmp, LogPath: filepath.Join(tmp, "build.log"), Socket: filepath.Join(tmp, "my.sock"), acct: acct}
+	s := &MariaDB{Host: "127.0.0.1", Dir: tmp, LogPath: filepath.Join(tmp, "build.log"), Socket: filepath.Join(tmp, "my.sock"), server: server{acct: acct}}
 	if s.Port, err = freePort(); err != nil {
 		return err
 	}
@@ -154,19 +152,7 @@ func buildMyTemplate(acct account, final string) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	<-s.proc.done
-	for _, f := range []string{"build.log", "my.sock"} {
-		_ = os.Remove(filepath.Join(tmp, f))
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "ready"), nil, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		if _, serr := os.Stat(filepath.Join(final, "ready")); serr == nil {
-			return nil
-		}
-		return err
-	}
-	return nil
+	return publishTemplate(tmp, final, "build.log", "my.sock")
 }
 
 // StartMariaDB starts a server from a copy of the template and kills it
@@ -181,34 +167,13 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	if tm.err != nil {
 		t.Fatal(tm.err)
 	}
-	acct, err := serviceAccount("mysql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "rekey-my-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := acct.chown(dir); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", filepath.Join(tm.dir, "data"), filepath.Join(dir, "data")).CombinedOutput(); err != nil {
-		t.Fatalf("copying the template: %v: %s", err, out)
-	}
-	s := &MariaDB{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "mariadb.log"), Socket: filepath.Join(dir, "my.sock"), AdminPassword: tm.admin, acct: acct}
+	acct, dir := serverDir(t, "mysql", "rekey-my-*", tm.dir)
+	s := &MariaDB{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "mariadb.log"), Socket: filepath.Join(dir, "my.sock"), AdminPassword: tm.admin, server: server{acct: acct}}
+	var err error
 	if s.Port, err = freePort(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Kill()
-		if t.Failed() {
-			t.Logf("mariadb log (%s):\n%s", s.LogPath, tail(s.LogPath, 30))
-		}
-	})
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	startForTest(t, "mariadb", s.LogPath, 30, s, s.Start)
 	return s
 }
 
@@ -245,37 +210,17 @@ func (s *MariaDB) Start() error {
 	if err != nil {
 		return fmt.Errorf("starting mariadbd: %w", err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
+	s.setProc(p)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for {
+	return waitAnswer(ctx, "mariadb", s.LogPath, p, 50*time.Millisecond, func(ctx context.Context) error {
 		db, err := sql.Open("mysql", s.rootDSN())
-		if err == nil {
-			err = db.PingContext(ctx)
-			_ = db.Close()
+		if err != nil {
+			return err
 		}
-		if err == nil {
-			return nil
-		}
-		if p.exited() {
-			return errors.New("mariadbd exited: " + tail(s.LogPath, 20))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("mariadb did not answer: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// Kill stops the server with SIGKILL.
-func (s *MariaDB) Kill() {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	p.kill()
+		defer db.Close()
+		return db.PingContext(ctx)
+	})
 }
 
 // Config returns a driver configuration for user over TCP.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -47,10 +46,8 @@ type Postgres struct {
 	SuperPassword string
 	AdminPassword string
 
-	bin  string
-	acct account
-	mu   sync.Mutex
-	proc *process
+	bin string
+	server
 }
 
 type pgTemplate struct {
@@ -135,7 +132,7 @@ func buildTemplate(bin string, acct account, final string) error {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %w: %s", err, out)
 	}
-	s := &Postgres{Host: "127.0.0.1", Dir: tmp, LogPath: filepath.Join(tmp, "build.log"), SuperPassword: super, bin: bin, acct: acct}
+	s := &Postgres{Host: "127.0.0.1", Dir: tmp, LogPath: filepath.Join(tmp, "build.log"), SuperPassword: super, bin: bin, server: server{acct: acct}}
 	if s.Port, err = freePort(); err != nil {
 		return err
 	}
@@ -163,19 +160,7 @@ func buildTemplate(bin string, acct account, final string) error {
 		}
 	}
 	s.proc.stop(syscall.SIGINT)
-	if err := os.Remove(filepath.Join(tmp, "build.log")); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, "ready"), nil, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		if _, serr := os.Stat(filepath.Join(final, "ready")); serr == nil {
-			return nil // another test binary made it first
-		}
-		return err
-	}
-	return nil
+	return publishTemplate(tmp, final, "build.log")
 }
 
 // StartPostgres starts a server from a copy of the template for the test
@@ -191,35 +176,14 @@ func StartPostgres(t testing.TB) *Postgres {
 	if tm.err != nil {
 		t.Fatal(tm.err)
 	}
-	acct, err := serviceAccount("postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "rekey-pg-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := acct.chown(dir); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", filepath.Join(tm.dir, "data"), filepath.Join(dir, "data")).CombinedOutput(); err != nil {
-		t.Fatalf("copying the template: %v: %s", err, out)
-	}
+	acct, dir := serverDir(t, "postgres", "rekey-pg-*", tm.dir)
 	s := &Postgres{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "postgres.log"),
-		SuperPassword: tm.super, AdminPassword: tm.admin, bin: tm.bin, acct: acct}
+		SuperPassword: tm.super, AdminPassword: tm.admin, bin: tm.bin, server: server{acct: acct}}
+	var err error
 	if s.Port, err = freePort(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Kill()
-		if t.Failed() {
-			t.Logf("postgres log (%s):\n%s", s.LogPath, tail(s.LogPath, 40))
-		}
-	})
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	startForTest(t, "postgres", s.LogPath, 40, s, s.Start)
 	return s
 }
 
@@ -241,9 +205,7 @@ func (s *Postgres) start() error {
 	if err != nil {
 		return fmt.Errorf("starting postgres: %w", err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
+	s.setProc(p)
 	return nil
 }
 
@@ -261,14 +223,6 @@ func (s *Postgres) Start() error {
 	return nil
 }
 
-// Kill stops the server at once with SIGKILL, as a crash would.
-func (s *Postgres) Kill() {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	p.kill()
-}
-
 // Running reports whether the server process is alive.
 func (s *Postgres) Running() bool {
 	s.mu.Lock()
@@ -277,20 +231,13 @@ func (s *Postgres) Running() bool {
 }
 
 func (s *Postgres) waitReady(ctx context.Context) error {
-	for {
+	return waitAnswer(ctx, "postgres", s.LogPath, s.proc, 50*time.Millisecond, func(ctx context.Context) error {
 		c, err := pgx.ConnectConfig(ctx, s.config(PGSuperuser, s.SuperPassword, "postgres"))
-		if err == nil {
-			return c.Close(ctx)
-		}
-		if s.proc.exited() {
-			return errors.New("the server exited")
-		}
-		select {
-		case <-ctx.Done():
+		if err != nil {
 			return err
-		case <-time.After(50 * time.Millisecond):
 		}
-	}
+		return c.Close(ctx)
+	})
 }
 
 func (s *Postgres) config(user, password, db string) *pgx.ConnConfig {

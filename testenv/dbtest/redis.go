@@ -4,13 +4,10 @@ package dbtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,10 +34,8 @@ type Redis struct {
 	DefaultPassword string
 	AdminPassword   string
 
-	mu   sync.Mutex
-	proc *process
-	acct account
-	bin  string
+	server
+	bin string
 }
 
 // StartRedis starts a server for the test (no persistence) with the
@@ -52,31 +47,12 @@ func StartRedis(t testing.TB) *Redis {
 		unavailable(t, "redis-server not installed (Debian package redis-server; testenv/test-all.sh installs it)")
 		return nil
 	}
-	acct, err := serviceAccount("redis")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "rekey-redis-*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := acct.chown(dir); err != nil {
-		t.Fatal(err)
-	}
-	s := &Redis{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "redis.log"), DefaultPassword: RandomHex(16), AdminPassword: RandomHex(16), acct: acct, bin: bin}
+	acct, dir := serverDir(t, "redis", "rekey-redis-*", "")
+	s := &Redis{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "redis.log"), DefaultPassword: RandomHex(16), AdminPassword: RandomHex(16), server: server{acct: acct}, bin: bin}
 	if s.Port, err = freePort(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.Kill()
-		if t.Failed() {
-			t.Logf("redis log (%s):\n%s", s.LogPath, tail(s.LogPath, 30))
-		}
-	})
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
+	startForTest(t, "redis", s.LogPath, 30, s, s.Start)
 	c := s.Client(t, "default", s.DefaultPassword)
 	ctx := context.Background()
 	args := []any{"ACL", "SETUSER", RedisAdmin, "on", ">" + s.AdminPassword}
@@ -111,35 +87,14 @@ func (s *Redis) Start() error {
 	if err != nil {
 		return fmt.Errorf("starting redis: %w", err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
+	s.setProc(p)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for {
+	return waitAnswer(ctx, "redis", s.LogPath, p, 30*time.Millisecond, func(ctx context.Context) error {
 		c := redis.NewClient(&redis.Options{Addr: s.Addr(), Username: "default", Password: s.DefaultPassword, MaxRetries: -1})
-		err := c.Ping(ctx).Err()
-		_ = c.Close()
-		if err == nil {
-			return nil
-		}
-		if p.exited() {
-			return errors.New("redis exited: " + tail(s.LogPath, 20))
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("redis did not answer: %w", err)
-		case <-time.After(30 * time.Millisecond):
-		}
-	}
-}
-
-// Kill stops the server with SIGKILL.
-func (s *Redis) Kill() {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	p.kill()
+		defer c.Close()
+		return c.Ping(ctx).Err()
+	})
 }
 
 // Addr is host:port.
