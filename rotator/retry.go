@@ -72,14 +72,7 @@ func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) error {
 	if d <= 0 {
 		return nil
 	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
+	return retry.Sleep(ctx, d)
 }
 
 func minTime(a, b time.Time) time.Time {

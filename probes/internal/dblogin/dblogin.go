@@ -14,13 +14,7 @@ import (
 )
 
 // The field names the database providers give their keys.
-const (
-	FieldUsername = "username"
-	FieldPassword = "password"
-	FieldHost     = "host"
-	FieldPort     = "port"
-	FieldDBName   = "dbname"
-)
+const FieldUsername, FieldPassword, FieldHost, FieldPort, FieldDBName = "username", "password", "host", "port", "dbname"
 
 // Login is where and with which fields of a key a probe logs in.
 type Login struct {
