@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/rekeyhq/rekey/rotator"
 	"github.com/rekeyhq/rekey/rotator/etcdjournal"
 	"github.com/rekeyhq/rekey/testenv/etcdtest"
@@ -233,5 +235,217 @@ func TestHAOwnerKilledAtFailpoint(t *testing.T) {
 			assertNoCanary(t, "the instances' logs", []byte(h.logs()))
 			assertNoCanary(t, "rotate output", []byte(out))
 		})
+	}
+}
+
+// auditSize is the size of an instance's audit log.
+func (h *haEnv) auditSize(name string) int64 {
+	fi, err := os.Stat(h.q.path("state/rekey-" + name + "/audit.log"))
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
+// TestHAPausedOwnerActsNoMore is the process pause that fencing exists
+// for. The owner is stopped (SIGSTOP, sent by the dependent probe it runs
+// in verify, so the pause lands inside a step, before commit) past its
+// lease TTL; another instance takes over, rolls that rotation back and
+// rotates again; then the old owner resumes (SIGCONT) exactly where the
+// probe returns, with a commit next. It must write nothing (journal,
+// audit log), serve nothing and revoke nothing: every journal write after
+// the takeover comes from the new owner, the paused owner's audit log does
+// not grow, the watcher sees a working key all along and the end state is
+// the new owner's.
+func TestHAPausedOwnerActsNoMore(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	h := newHA(t, c, "2s", `soak  = "500ms"`, `soak  = "4s"`)
+	q := h.q
+	gate, _ := os.ReadFile(q.path("dependent-gate.sh"))
+	pause := "if [ -e state/app/stop-parent ]; then rm -f state/app/stop-parent; kill -STOP $PPID; fi\n"
+	if err := os.WriteFile(q.path("dependent-gate.sh"), []byte(strings.Replace(string(gate), "exec ./dependent.sh", pause+"exec ./dependent.sh", 1)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	q.seed()
+	stop := q.watch()
+	if err := os.WriteFile(q.path("state/app/stop-parent"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := h.start("a")
+	h.waitFor("a stops itself in verify", 30*time.Second, func() bool {
+		_, err := os.Stat(q.path("state/app/stop-parent"))
+		return os.IsNotExist(err)
+	})
+	st := h.state()
+	if st.Active == nil || st.Active.Committed() {
+		t.Fatalf("a paused outside its rotation before commit: %+v", st.Active)
+	}
+	first := st.Active.ID
+	frozen := h.auditSize("a")
+	h.start("b")
+	h.start("c")
+	var next string
+	h.waitFor("another instance owns the policies", 30*time.Second, func() bool {
+		next = h.owner()
+		return next == "b" || next == "c"
+	})
+	h.waitFor("the new owner rolls a's rotation back and commits a rotation of its own", 40*time.Second, func() bool {
+		st := h.state()
+		return len(st.History) >= 1 && st.History[0].ID == first && st.Active != nil && st.Active.Committed()
+	})
+	from := h.revision()
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, a, "LOST OWNERSHIP")
+	h.waitFor("the new owner's rotation is done", 30*time.Second, func() bool {
+		st := h.state()
+		return st.Active == nil && len(st.History) == 2
+	})
+	for _, w := range h.writesSince(from) {
+		if w.Active != nil && w.Active.ID == first || len(w.History) == 0 || w.History[0].ID != first {
+			t.Fatalf("a journal write after the resume is the paused owner's: %+v\n%s", w, a.logs)
+		}
+	}
+	if got := h.auditSize("a"); got != frozen {
+		t.Fatalf("the paused owner wrote its audit log after it resumed (%d bytes, %d when paused):\n%s", got, frozen, a.logs)
+	}
+	end := h.state()
+	if end.History[0].Result != "rolled_back" || end.History[1].Result != "done" {
+		t.Fatalf("journal after the pause: %+v (want a's rotation rolled back, the new owner's done)", end.History)
+	}
+	status := h.status(next)
+	h.stopAll()
+	for _, v := range stop() {
+		t.Error(v)
+	}
+	q.assertSettledState(status)
+	assertNoCanary(t, "the instances' logs", []byte(h.logs()))
+}
+
+// revision is the etcd revision now.
+func (h *haEnv) revision() int64 {
+	h.q.t.Helper()
+	r, err := h.j.Client().Get(context.Background(), "/")
+	if err != nil {
+		h.q.t.Fatal(err)
+	}
+	return r.Header.Revision
+}
+
+// writesSince returns every value written to the policy's journal key
+// after revision from, oldest first (etcd keeps the history).
+func (h *haEnv) writesSince(from int64) []rotator.PolicyState {
+	h.q.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key := h.prefix + "policies/quickstart"
+	cur, err := h.j.Client().Get(ctx, key)
+	if err != nil || len(cur.Kvs) == 0 {
+		h.q.t.Fatalf("reading %s: %v", key, err)
+	}
+	last := cur.Kvs[0].ModRevision
+	if last <= from {
+		return nil
+	}
+	var out []rotator.PolicyState
+	for resp := range h.j.Client().Watch(ctx, key, clientv3.WithRev(from+1)) {
+		for _, ev := range resp.Events {
+			var st rotator.PolicyState
+			if err := json.Unmarshal(ev.Kv.Value, &st); err != nil {
+				h.q.t.Fatal(err)
+			}
+			out = append(out, st)
+			if ev.Kv.ModRevision >= last {
+				return out
+			}
+		}
+		if err := resp.Err(); err != nil {
+			h.q.t.Fatal(err)
+		}
+	}
+	h.q.t.Fatal("the watch of the journal key ended early")
+	return nil
+}
+
+// TestHAQuorumLoss: with two of three etcd members stopped, the owner
+// loses its lease, stops acting and says so loudly; no instance rotates
+// (a rotation asked is refused); once the members are back an instance
+// owns the policies again and rotates.
+func TestHAQuorumLoss(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	h := newHA(t, c, "2s")
+	q := h.q
+	q.seed()
+	stop := q.watch()
+	for _, n := range []string{"a", "b", "c"} {
+		h.start(n)
+	}
+	h.waitFor("the first rotation is done", 30*time.Second, func() bool {
+		st := h.state()
+		return st.Active == nil && len(st.History) == 1 && st.History[0].Result == "done"
+	})
+	owner := h.owner()
+	if owner == "" {
+		t.Fatal("no owner")
+	}
+	keysBefore := q.keys()
+	c.StopMember(1)
+	c.StopMember(2)
+	waitLogWithin(t, h.procs[owner], "LOST OWNERSHIP", 20*time.Second)
+	out, code := q.rekey("rotate", "-config", h.dir(owner), "quickstart")
+	if code == 0 {
+		t.Fatalf("a rotation succeeded without an etcd quorum:\n%s", out)
+	}
+	if !strings.Contains(out, "no longer owns") && !strings.Contains(out, "etcd") {
+		t.Fatalf("rotate without quorum does not say why it refused:\n%s", out)
+	}
+	for n, d := range h.procs {
+		if !strings.Contains(d.logs.String(), "NOT ACTING") && n != owner {
+			waitLogWithin(t, d, "NOT ACTING", 20*time.Second)
+		}
+	}
+	if got := q.keys(); len(got) != len(keysBefore) {
+		t.Fatalf("keys changed without quorum: %v -> %v", keysBefore, got)
+	}
+	c.StartMember(t, 1)
+	c.StartMember(t, 2)
+	if err := c.WaitHealthy(context.Background(), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The lease of the owner that lost quorum is extended by etcd's new
+	// leader, so it may hold the election for one more TTL: the owner
+	// acts again once an instance wins afresh.
+	var next string
+	h.waitFor("an instance owns the policies again and rotates", 40*time.Second, func() bool {
+		next = h.owner()
+		if next == "" {
+			return false
+		}
+		out, code = q.rekey("rotate", "-wait", "-config", h.dir(next), "quickstart")
+		if code != 0 && !strings.Contains(out, "owns") {
+			t.Fatalf("rotate after quorum returned, through %s: %d\n%s\n%s", next, code, out, h.logs())
+		}
+		return code == 0 && strings.Contains(out, "quickstart: done")
+	})
+	status := h.status(next)
+	h.stopAll()
+	for _, v := range stop() {
+		t.Error(v)
+	}
+	q.assertSettledState(status)
+	if status.Generation != 2 {
+		t.Fatalf("generation %d after two rotations", status.Generation)
+	}
+}
+
+func waitLogWithin(t *testing.T, d *daemon, s string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !strings.Contains(d.logs.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never logged %q within %s:\n%s", s, limit, d.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
