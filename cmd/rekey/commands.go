@@ -221,6 +221,7 @@ func (a *app) cmdStatus(args []string) int {
 		return a.printJSON(st)
 	}
 	writeStatus(a.stdout, st, time.Now())
+	a.writeOwnership(cfg)
 	for _, s := range st {
 		if s.Stuck {
 			fmt.Fprintf(a.stdout, "\n%s is stuck: fix the cause, then release it with: rekey rotate -config %s %s\n", s.Policy, *cfgPath, s.Policy)

@@ -33,6 +33,8 @@ type haEnv struct {
 	procs  map[string]*daemon
 	// gone are instances that exited (killed); their logs stay.
 	gone []*daemon
+	// listen is each instance's metrics address.
+	listen map[string]string
 }
 
 var haSeq atomic.Int64
@@ -45,7 +47,7 @@ func newHA(t *testing.T, c *etcdtest.Cluster, ttl string, replace ...string) *ha
 		t.Fatal(err)
 	}
 	os.Remove(q.path("rekey.hcl"))
-	h := &haEnv{q: q, etcd: c, prefix: fmt.Sprintf("/rekey-ha-%d-%d/", os.Getpid(), haSeq.Add(1)), procs: map[string]*daemon{}}
+	h := &haEnv{q: q, etcd: c, prefix: fmt.Sprintf("/rekey-ha-%d-%d/", os.Getpid(), haSeq.Add(1)), procs: map[string]*daemon{}, listen: map[string]string{}}
 	src := string(base)
 	for i := 0; i+1 < len(replace); i += 2 {
 		src = strings.Replace(src, replace[i], replace[i+1], 1)
@@ -55,6 +57,8 @@ func newHA(t *testing.T, c *etcdtest.Cluster, ttl string, replace ...string) *ha
 	eps := `"` + strings.Join(c.Endpoints(), `", "`) + `"`
 	for _, name := range []string{"a", "b", "c"} {
 		s := strings.Replace(src, `state_dir = "state/rekey"`, fmt.Sprintf(`state_dir = %q`, q.path("state/rekey-"+name)), 1)
+		h.listen[name] = freePort(t)
+		s += fmt.Sprintf("\nserver {\n  listen = %q\n}\n", h.listen[name])
 		s += fmt.Sprintf("\njournal \"etcd\" {\n  endpoints = [%s]\n  prefix    = %q\n  lease_ttl = %q\n  instance  = %q\n}\n", eps, h.prefix, ttl, name)
 		if err := os.MkdirAll(h.dir(name), 0o755); err != nil {
 			t.Fatal(err)
@@ -147,6 +151,18 @@ func (h *haEnv) status(name string) rotator.PolicyStatus {
 	return st[0]
 }
 
+// metric returns the line of the named metric in an instance's /metrics.
+func (h *haEnv) metric(name, metric string) string {
+	h.q.t.Helper()
+	_, body := get(h.q.t, "http://"+h.listen[name]+"/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.HasPrefix(line, metric+" ") {
+			return line
+		}
+	}
+	return ""
+}
+
 func (h *haEnv) stopAll() {
 	for _, d := range h.procs {
 		_ = d.cmd.Process.Signal(syscall.SIGCONT)
@@ -223,6 +239,16 @@ func TestHAOwnerKilledAtFailpoint(t *testing.T) {
 				t.Fatalf("rotate through the owner %s exited %d:\n%s\n%s", next, code, out, h.logs())
 			}
 			h.waitFor("settled", 30*time.Second, func() bool { return h.state().Active == nil })
+			text, _ := q.rekey("status", "-config", h.dir(other))
+			if !strings.Contains(text, "owner of every policy: "+next) || !strings.Contains(text, "instances alive: b, c") {
+				t.Fatalf("status through %s does not name the owner %s and the instances alive (b, c):\n%s", other, next, text)
+			}
+			if got := h.metric(next, "rekey_ha_leader"); got != "rekey_ha_leader 1" {
+				t.Fatalf("owner %s: %q", next, got)
+			}
+			if got := h.metric(other, "rekey_ha_leader"); got != "rekey_ha_leader 0" {
+				t.Fatalf("standby %s: %q", other, got)
+			}
 			st := h.status(other)
 			h.stopAll()
 			for _, v := range stop() {
@@ -393,6 +419,12 @@ func TestHAQuorumLoss(t *testing.T) {
 	c.StopMember(1)
 	c.StopMember(2)
 	waitLogWithin(t, h.procs[owner], "LOST OWNERSHIP", 20*time.Second)
+	if got := h.metric(owner, "rekey_ha_lease_losses_total"); got != "rekey_ha_lease_losses_total 1" {
+		t.Fatalf("the owner's lease-loss counter after quorum loss: %q", got)
+	}
+	if got := h.metric(owner, "rekey_ha_leader"); got != "rekey_ha_leader 0" {
+		t.Fatalf("the owner's leader gauge after quorum loss: %q", got)
+	}
 	out, code := q.rekey("rotate", "-config", h.dir(owner), "quickstart")
 	if code == 0 {
 		t.Fatalf("a rotation succeeded without an etcd quorum:\n%s", out)
