@@ -465,7 +465,7 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, mode adv
 				}
 				return Outcome{Policy: p.Name, Result: res, Decision: d, Next: next}, nil
 			}
-			e.log.Info().Str("policy", p.Name).Str("reason", d.Reason).Msg(d.Message)
+			e.log.Info().Str("policy", p.Name).Str("reason", d.Reason).Str("why", d.Message).Msg("due")
 		}
 		return e.start(ctx, p, st, manual)
 	}
