@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rekeyhq/rekey/internal/retry"
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/secret"
@@ -187,12 +188,12 @@ func nextDue(p *policies.Policy, st PolicyState, created time.Time) Decision {
 	var best Decision
 	if p.Schedule.Every > 0 {
 		at := created.Add(p.Schedule.Every).Add(jit)
-		best = Decision{Reason: ReasonAge, Message: fmt.Sprintf("the key was created at %s and is rotated every %s", created.Format(time.RFC3339), policies.FormatDuration(p.Schedule.Every)), At: at}
+		best = Decision{Reason: ReasonAge, Message: fmt.Sprintf("key created %s, every %s", created.Format(time.RFC3339), p.Schedule.Every), At: at}
 	}
 	if p.Schedule.Cron != nil {
 		at := p.Schedule.Cron.Next(created).Add(jit)
 		if best.At.IsZero() || at.Before(best.At) {
-			best = Decision{Reason: ReasonCron, Message: fmt.Sprintf("the key was created at %s and is rotated on cron %q", created.Format(time.RFC3339), p.Schedule.CronExpr), At: at}
+			best = Decision{Reason: ReasonCron, Message: fmt.Sprintf("cron %q after key created %s", p.Schedule.CronExpr, created.Format(time.RFC3339)), At: at}
 		}
 	}
 	return best
@@ -216,15 +217,10 @@ func Jitter(policy string, generation int64, max time.Duration) time.Duration {
 // failures: base doubled per failure, capped, with "equal jitter" (half
 // fixed, half random: r in [0,1)).
 func Backoff(failures int, base, limit time.Duration, r float64) time.Duration {
-	if failures <= 0 {
+	if failures <= 0 || limit <= 0 {
 		return 0
 	}
-	d := base
-	for i := 1; i < failures && d < limit; i++ {
-		d *= 2
-	}
-	d = min(d, limit)
-	return d/2 + time.Duration(r*float64(d/2))
+	return retry.Backoff{Initial: base, Max: limit, Rand: func() float64 { return r }}.Delay(failures)
 }
 
 // CapacityPlan is what the create step may do with the keys at the provider.
