@@ -87,6 +87,11 @@ type Engine struct {
 
 	wake     chan struct{}
 	lastLoop time.Time
+	// kickMu guards what the scheduler is asked to look at again: every
+	// policy (kickAll) or only some (kicked).
+	kickMu  sync.Mutex
+	kickAll bool
+	kicked  map[string]bool
 	// use counts the calls advancing a rotation under each policy value
 	// (inuse.go).
 	use policyUse
@@ -181,10 +186,7 @@ func (e *Engine) SetPolicies(ps []*policies.Policy) {
 	e.policies = m
 	e.order = order
 	e.mu.Unlock()
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
+	e.Trigger()
 }
 
 // Policy returns the named policy of the current set.
@@ -297,8 +299,9 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 		return Outcome{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
 	}
 	defer release()
-	// The scheduler (if running) must learn the rotation's next wake time.
-	defer e.Trigger()
+	// The scheduler (if running) must learn this rotation's next wake
+	// time; no other policy changed.
+	defer e.TriggerPolicy(name)
 	forced := false
 	if o.Compromised {
 		o.UntilDone = true
@@ -311,14 +314,19 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 	}
 	joined := false
 	out, err := e.locked(name, func() (Outcome, error) {
-		st, err := e.journal.Update(ctx, name, func(st *PolicyState) error {
-			st.Stuck = false
-			st.NotBefore = time.Time{}
-			if o.Compromised && st.Active != nil && !st.Active.Compromised {
-				st.Active.Compromised, st.Active.Note, st.Active.ForceRevoke = true, o.Note, o.ForceRevoke
-			}
-			return nil
-		})
+		// Read first: a journal transaction is written only when there is
+		// something to release.
+		st, _, err := e.journal.Get(ctx, name)
+		if err == nil && (st.Stuck || !st.NotBefore.IsZero() || o.Compromised && st.Active != nil && !st.Active.Compromised) {
+			st, err = e.journal.Update(ctx, name, func(st *PolicyState) error {
+				st.Stuck = false
+				st.NotBefore = time.Time{}
+				if o.Compromised && st.Active != nil && !st.Active.Compromised {
+					st.Active.Compromised, st.Active.Note, st.Active.ForceRevoke = true, o.Note, o.ForceRevoke
+				}
+				return nil
+			})
+		}
 		if err != nil {
 			return Outcome{}, err
 		}

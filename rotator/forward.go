@@ -192,6 +192,9 @@ func describeStage(p *policies.Policy) []string {
 // sinkCall runs one sink operation between its failpoints, retrying it
 // within the step timeout, and journals the version it returns.
 func (r *run) sinkCall(ctx context.Context, step Step, verb string, sb policies.SinkBlock, call func(context.Context, sinks.State) (sinks.Version, error), set func(*SinkRecord, sinks.Version)) error {
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
 	loc := sb.Sink.Location()
 	sr := r.rec.Sinks[loc]
 	if err := r.e.fp.hit(ctx, string(step)+".before"); err != nil {
@@ -206,7 +209,8 @@ func (r *run) sinkCall(ctx context.Context, step Step, verb string, sb policies.
 	}
 	set(&sr, v)
 	r.rec.Sinks[loc] = sr
-	return r.save(ctx, nil)
+	r.later(nil, true)
+	return nil
 }
 
 func (r *run) test(ctx context.Context) (stepResult, error) {
@@ -253,6 +257,16 @@ func (r *run) probe(ctx context.Context, target probes.Target, step Step) (stepR
 		return stepResult{}, err
 	}
 	n := 0
+	for _, pb := range r.p.Probes {
+		if pb.Target == target {
+			// Probes may take long: the journal (and rekey status) shows
+			// the step while they run.
+			if err := r.flush(ctx); err != nil {
+				return stepResult{}, err
+			}
+			break
+		}
+	}
 	for _, pb := range r.p.Probes {
 		if pb.Target != target {
 			continue
@@ -316,6 +330,9 @@ func describeReload(p *policies.Policy) []string {
 
 func (r *run) runReloads(ctx context.Context) error {
 	for _, rb := range r.p.Reloads {
+		if err := r.flush(ctx); err != nil {
+			return err
+		}
 		if err := r.e.fp.hit(ctx, "reload.before"); err != nil {
 			return err
 		}

@@ -64,6 +64,9 @@ func (r *run) deactivate(ctx context.Context) (stepResult, error) {
 		if err := r.proveNewKeyServed(ctx, StepDeactivate); err != nil {
 			return stepResult{}, err
 		}
+		if err := r.flush(ctx); err != nil {
+			return stepResult{}, err
+		}
 		if err := r.intend(ctx, StepDeactivate); err != nil {
 			return stepResult{}, err
 		}
@@ -101,6 +104,9 @@ func (r *run) soak(ctx context.Context) (stepResult, error) {
 	}
 	now := r.e.now()
 	until := r.rec.DeactivatedAt.Add(propagation(r.p.Provider.Provider)).Add(r.p.Revoke.Soak)
+	if err := r.flush(ctx); err != nil {
+		return stepResult{}, err
+	}
 	var err error
 	for _, pb := range r.p.Probes {
 		if pb.Target != probes.TargetDependent {
@@ -181,6 +187,14 @@ func (r *run) revoke(ctx context.Context) (stepResult, error) {
 		if err := r.proveBeforeRevoke(ctx); err != nil {
 			return stepResult{}, err
 		}
+		// The commit journaled the old keys as retired: that is the intent
+		// to revoke them. Only a change since (a deactivation) is journaled
+		// first; moves through steps that did nothing are not.
+		if r.changed {
+			if err := r.flush(ctx); err != nil {
+				return stepResult{}, err
+			}
+		}
 		if err := r.intend(ctx, StepRevoke); err != nil {
 			return stepResult{}, err
 		}
@@ -217,6 +231,9 @@ func (r *run) watch(ctx context.Context) (stepResult, error) {
 	now := r.e.now()
 	if r.p.Revoke.Watch <= 0 || len(r.rec.OldKeyIDs) == 0 || r.rec.RevokedAt.IsZero() {
 		return r.finish(now, ""), nil
+	}
+	if err := r.flush(ctx); err != nil {
+		return stepResult{}, err
 	}
 	var err error
 	pctx := r.probeContext(ctx, StepWatch)

@@ -122,8 +122,19 @@ func IsBeforeCommit(s Step) bool {
 }
 
 // drive runs the journaled rotation from its current step until it ends,
-// parks (a wait after commit) or fails.
+// parks (a wait after commit) or fails. Moves from step to step are
+// journaled with the next save (run.later): a save or flush precedes every
+// external effect, commit and the end of a rotation are saved at once, and
+// whatever is left is flushed before drive returns.
 func (r *run) drive(ctx context.Context) (Outcome, error) {
+	out, err := r.driveSteps(ctx)
+	if ferr := r.flush(ctx); ferr != nil && err == nil {
+		return Outcome{}, ferr
+	}
+	return out, err
+}
+
+func (r *run) driveSteps(ctx context.Context) (Outcome, error) {
 	for {
 		step := r.rec.Step
 		switch step {
@@ -153,8 +164,12 @@ func (r *run) drive(ctx context.Context) (Outcome, error) {
 			return r.outcome(OutcomeCommitted, nil, res.wake), nil
 		}
 		r.rec.Step = nextStep(step)
-		if err := r.save(ctx, res.apply); err != nil {
-			return Outcome{}, err
+		if res.then != nil {
+			if err := r.save(ctx, res.apply); err != nil {
+				return Outcome{}, err
+			}
+		} else {
+			r.later(res.apply, !res.quiet)
 		}
 		if !res.quiet {
 			r.emit(ctx, step, ResultOK, r.e.now().Sub(t0), nil)

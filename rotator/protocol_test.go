@@ -42,7 +42,12 @@ func TestProtocolTableOrder(t *testing.T) {
 }
 
 // TestEveryStepIsJournaledInTableOrder runs a rotation and checks that the
-// journal passes through the steps of the table in order.
+// journal passes through the steps of the table in order: every step that
+// acts outside rekey (or probes) is journaled before it acts. Commit is
+// journaled as the move to drain (with the commit time); revoke acts on the
+// keys the commit journaled as retired, after the soak that journaled the
+// deactivation; watch, with nothing to watch, is journaled with the end of
+// the rotation.
 func TestEveryStepIsJournaledInTableOrder(t *testing.T) {
 	w := newWorld(t)
 	w.maxKeys = 2
@@ -61,7 +66,12 @@ func TestEveryStepIsJournaledInTableOrder(t *testing.T) {
 			seen = append(seen, s)
 		}
 	}
-	want := append(ProtocolSteps(), StepDone)
+	var want []Step
+	for _, s := range append(ProtocolSteps(), StepDone) {
+		if s != StepCommit && s != StepRevoke && s != StepWatch {
+			want = append(want, s)
+		}
+	}
 	if !slices.Equal(seen, want) {
 		t.Fatalf("journaled steps %v, want %v", seen, want)
 	}

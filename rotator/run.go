@@ -22,6 +22,14 @@ type run struct {
 	// auditErr is the first failed audit write of this call; the rotation
 	// takes no irreversible step after it.
 	auditErr error
+	// dirty is set when rec, or the policy state (pending), changed
+	// without being journaled (later): the next save carries the change,
+	// and flush makes it before the next external effect.
+	dirty   bool
+	pending []func(*PolicyState)
+	// changed is set when what later left is more than moves between
+	// steps that acted on nothing.
+	changed bool
 }
 
 func (r *run) rotation() plugin.Rotation {
@@ -145,18 +153,46 @@ func (r *run) auditOK(step Step) error {
 	return fmt.Errorf("%w: the rotation stops before %s: %w", ErrAudit, step, r.auditErr)
 }
 
-// save journals the record (and any change to the policy state).
+// save journals the record (and any change to the policy state), with
+// whatever later left unjournaled.
 func (r *run) save(ctx context.Context, fn func(st *PolicyState)) error {
 	r.rec.UpdatedAt = r.e.now()
 	_, err := r.e.journal.Update(ctx, r.p.Name, func(st *PolicyState) error {
 		rec := r.rec
 		st.Active = &rec
+		for _, p := range r.pending {
+			p(st)
+		}
 		if fn != nil {
 			fn(st)
 		}
 		return nil
 	})
+	if err == nil {
+		r.dirty, r.changed, r.pending = false, false, nil
+	}
 	return err
+}
+
+// later records a change of the record (and fn's change of the policy
+// state) to be journaled by the next save: for a move with nothing
+// outside rekey between it and that save. Every external effect is
+// preceded by a save or a flush, so its intent is still durable before it.
+func (r *run) later(fn func(st *PolicyState), changed bool) {
+	r.dirty = true
+	r.changed = r.changed || changed || fn != nil
+	if fn != nil {
+		r.pending = append(r.pending, fn)
+	}
+}
+
+// flush journals what later left, before an external effect or when the
+// call returns.
+func (r *run) flush(ctx context.Context) error {
+	if !r.dirty {
+		return nil
+	}
+	return r.save(context.WithoutCancel(ctx), nil)
 }
 
 func (r *run) sinkKey(sb policies.SinkBlock) plugin.Key {

@@ -69,10 +69,42 @@ func (e *Engine) Alive() bool {
 
 // Trigger asks the scheduler to look at every policy again now.
 func (e *Engine) Trigger() {
+	e.kickMu.Lock()
+	e.kickAll = true
+	e.kickMu.Unlock()
+	e.wakeUp()
+}
+
+// TriggerPolicy asks the scheduler to look at one policy again now, and at
+// no other: a manual rotation changes only its own policy's next time.
+func (e *Engine) TriggerPolicy(name string) {
+	e.kickMu.Lock()
+	if e.kicked == nil {
+		e.kicked = map[string]bool{}
+	}
+	e.kicked[name] = true
+	e.kickMu.Unlock()
+	e.wakeUp()
+}
+
+func (e *Engine) wakeUp() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
+}
+
+// takeKicks returns whether every policy was asked for, and otherwise the
+// policies asked for, since the last call.
+func (e *Engine) takeKicks() (all bool, names []string) {
+	e.kickMu.Lock()
+	defer e.kickMu.Unlock()
+	all, e.kickAll = e.kickAll, false
+	for n := range e.kicked {
+		names = append(names, n)
+	}
+	clear(e.kicked)
+	return all, names
 }
 
 const heartbeat = 10 * time.Second
@@ -116,9 +148,13 @@ func (e *Engine) Run(ctx context.Context) error {
 			return nil
 		case <-beat.C:
 		case <-e.wake:
-			q = &timerQueue{index: map[string]int{}}
-			for _, n := range e.PolicyNames() {
-				if !running[n] {
+			all, names := e.takeKicks()
+			if all {
+				q = &timerQueue{index: map[string]int{}}
+				names = e.PolicyNames()
+			}
+			for _, n := range names {
+				if _, ok := e.Policy(n); ok && !running[n] {
 					q.set(n, e.now())
 				}
 			}
