@@ -64,3 +64,19 @@ func TestCheckPasswordLength(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeCommonReportsEachPart(t *testing.T) {
+	env := &plugin.Env{Policy: "p", Kind: "mysql", DefRange: hcl.Range{Filename: "p.hcl", Start: hcl.Pos{Line: 1, Column: 1}}}
+	d, diags := DecodeCommon(env, Common{Accounts: Accounts{Usernames: []string{"a", "b"}}, PasswordLength: 8}, "account", 32)
+	var got []string
+	for _, diag := range diags {
+		got = append(got, diag.Summary)
+	}
+	if strings.Join(got, "|") != "Invalid password_length|Missing admin block" || d.Strategy != StrategyAlternating || len(d.Names) != 2 {
+		t.Errorf("diags %q, decoded %+v", got, d)
+	}
+	d, diags = DecodeCommon(env, Common{Accounts: Accounts{Username: "app"}, PasswordLength: 32, Admin: &Block{Username: "rekey_admin", PasswordEnv: "PW"}}, "account", 32)
+	if diags.HasErrors() || d.Strategy != StrategySingle || d.Names[0] != "app" || d.Admin == nil || d.Admin.Username != "rekey_admin" {
+		t.Errorf("diags %v, decoded %+v", diags, d)
+	}
+}

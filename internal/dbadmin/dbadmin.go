@@ -273,3 +273,32 @@ func DecodeAdmin(env *plugin.Env, b *Block, maxName int) (*Credential, hcl.Diagn
 	}
 	return c, diags
 }
+
+// Common is the part of a database provider block every database kind
+// has: the accounts, the password length and the admin block.
+type Common struct {
+	Accounts
+	PasswordLength      int
+	PasswordLengthRange hcl.Range
+	Admin               *Block
+}
+
+// Decoded is a validated Common.
+type Decoded struct {
+	// Strategy is StrategySingle or StrategyAlternating.
+	Strategy string
+	// Names holds one account name for single, two for alternating.
+	Names []string
+	Admin *Credential
+}
+
+// DecodeCommon validates c: the password length, the admin block (its
+// username an account name of at most maxName bytes) and the accounts, in
+// that order. noun is what the database calls an account.
+func DecodeCommon(env *plugin.Env, c Common, noun string, maxName int) (Decoded, hcl.Diagnostics) {
+	diags := CheckPasswordLength(env, c.PasswordLength, c.PasswordLengthRange)
+	admin, adiags := DecodeAdmin(env, c.Admin, maxName)
+	strategy, names, sdiags := DecodeAccounts(env, c.Accounts, noun, maxName)
+	diags = append(append(diags, adiags...), sdiags...)
+	return Decoded{Strategy: strategy, Names: names, Admin: admin}, diags
+}

@@ -164,27 +164,16 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	if err := dbadmin.CheckRoleName(b.userHost, 255); err != nil {
 		errAt(cfg.UserHostRange, "Invalid user_host", "user_host is the host part of the accounts, such as \"%\" or \"10.0.%\": "+err.Error())
 	}
-	diags = append(diags, dbadmin.CheckPasswordLength(env, b.pwLen, cfg.PasswordLengthRange)...)
-	admin, adiags := dbadmin.DecodeAdmin(env, cfg.Admin, maxUserName)
-	diags = append(diags, adiags...)
-	b.admin = admin
-	strategy, names, sdiags := dbadmin.DecodeAccounts(env, dbadmin.Accounts{
-		Strategy: cfg.Strategy, StrategyRange: cfg.StrategyRange,
-		Username: cfg.Username, UsernameRange: cfg.UsernameRange,
-		Usernames: cfg.Usernames, UsernamesRange: cfg.UsernamesRange,
-	}, "account", maxUserName)
-	diags = append(diags, sdiags...)
-	var prov providers.Provider
-	switch strategy {
-	case StrategySingle:
-		prov = &Single{base: b, user: names[0]}
-	case StrategyAlternating:
-		prov = &Alternating{base: b, users: [2]string{names[0], names[1]}}
-	}
-	if diags.HasErrors() {
+	d, cdiags := dbadmin.DecodeCommon(env, dbadmin.Common{Accounts: dbadmin.Accounts{Strategy: cfg.Strategy, StrategyRange: cfg.StrategyRange, Username: cfg.Username, UsernameRange: cfg.UsernameRange, Usernames: cfg.Usernames, UsernamesRange: cfg.UsernamesRange},
+		PasswordLength: b.pwLen, PasswordLengthRange: cfg.PasswordLengthRange, Admin: cfg.Admin}, "account", maxUserName)
+	b.admin = d.Admin
+	if diags = append(diags, cdiags...); diags.HasErrors() {
 		return nil, diags
 	}
-	return prov, diags
+	if d.Strategy == StrategySingle {
+		return &Single{base: b, user: d.Names[0]}, diags
+	}
+	return &Alternating{base: b, users: [2]string(d.Names)}, diags
 }
 
 // SingleKey reports that the provider holds one key at a time.

@@ -156,7 +156,6 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	if !sslModes[b.sslmode] {
 		errAt(cfg.SSLModeRange, "Invalid sslmode", fmt.Sprintf("sslmode %q is not one of disable, allow, prefer, require, verify-ca, verify-full (the default).", b.sslmode))
 	}
-	diags = append(diags, dbadmin.CheckPasswordLength(env, b.pwLen, cfg.PasswordLengthRange)...)
 	if cfg.TerminateSessionsAfter != "" {
 		d, err := duration.Parse(cfg.TerminateSessionsAfter)
 		if err != nil || d <= 0 {
@@ -164,26 +163,16 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 		}
 		b.terminateAfter = d
 	}
-	admin, adiags := dbadmin.DecodeAdmin(env, cfg.Admin, maxRoleName)
-	diags = append(diags, adiags...)
-	b.admin = admin
-	strategy, names, sdiags := dbadmin.DecodeAccounts(env, dbadmin.Accounts{
-		Strategy: cfg.Strategy, StrategyRange: cfg.StrategyRange,
-		Username: cfg.Username, UsernameRange: cfg.UsernameRange,
-		Usernames: cfg.Usernames, UsernamesRange: cfg.UsernamesRange,
-	}, "role", maxRoleName)
-	diags = append(diags, sdiags...)
-	var prov providers.Provider
-	switch strategy {
-	case StrategySingle:
-		prov = &Single{base: b, role: names[0]}
-	case StrategyAlternating:
-		prov = &Alternating{base: b, roles: [2]string{names[0], names[1]}}
-	}
-	if diags.HasErrors() {
+	d, cdiags := dbadmin.DecodeCommon(env, dbadmin.Common{Accounts: dbadmin.Accounts{Strategy: cfg.Strategy, StrategyRange: cfg.StrategyRange, Username: cfg.Username, UsernameRange: cfg.UsernameRange, Usernames: cfg.Usernames, UsernamesRange: cfg.UsernamesRange},
+		PasswordLength: b.pwLen, PasswordLengthRange: cfg.PasswordLengthRange, Admin: cfg.Admin}, "role", maxRoleName)
+	b.admin = d.Admin
+	if diags = append(diags, cdiags...); diags.HasErrors() {
 		return nil, diags
 	}
-	return prov, diags
+	if d.Strategy == StrategySingle {
+		return &Single{base: b, role: d.Names[0]}, diags
+	}
+	return &Alternating{base: b, roles: [2]string(d.Names)}, diags
 }
 
 // SingleKey reports that the provider holds one key at a time: creating a
