@@ -296,6 +296,11 @@ func (ld *loading) crossCheck(p *Policy, at attrRanges) {
 			ld.diags = append(ld.diags, warnAt(at["soak"], "Soak without deactivation", fmt.Sprintf("The %s provider of this policy cannot deactivate keys, so revoke.soak (%s) only delays deleting the old key; nothing tests that dependents manage without it first. Remove soak, or configure deactivation where the provider supports it.", p.Provider.Kind, FormatDuration(p.Revoke.Soak))))
 		}
 	}
+	if p.Revoke.WaitUnused && p.Provider.Provider != nil {
+		if _, ok := providers.AsUsageReporter(p.Provider.Provider); !ok {
+			ld.diags = append(ld.diags, warnAt(at["wait_unused"], "wait_unused without usage reports", fmt.Sprintf("The %s provider of this policy cannot tell when a key was last used, so revoke.wait_unused has no effect: the old key is revoked after revoke.after whether or not a dependent still uses it. Rely on a longer revoke.after, a soak where the provider can deactivate, and dependent probes, or remove wait_unused.", p.Provider.Kind)))
+		}
+	}
 	if p.Provider.Provider != nil && providers.IsInPlace(p.Provider.Provider) && (len(p.Reloads) == 0 || !hasDependentProbe(p)) {
 		ld.diags = append(ld.diags, warnAt(p.Provider.DefRange, "Key replaced in place", fmt.Sprintf("The %s provider of this policy changes the one key in place: the old key stops working the moment the new one is created, so a dependent that has not re-read the sink fails at its next login. Add a reload block and a probe with target = \"dependent\" that prove the dependents moved to the new key, or use strategy = \"alternating\".", p.Provider.Kind)))
 	}
@@ -335,6 +340,7 @@ func (ld *loading) decodeRevoke(p *Policy, b *hcl.Block, f *file, at attrRanges)
 		}
 	}
 	if a, ok := content.Attributes["wait_unused"]; ok {
+		at["wait_unused"] = a.Expr.Range()
 		ld.diags = append(ld.diags, decodeExpr(a.Expr, f.ctx, &p.Revoke.WaitUnused)...)
 	}
 	if a, ok := content.Attributes["watch"]; ok {

@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -95,10 +96,20 @@ type singleTestProvider struct{ *testProvider }
 
 func (singleTestProvider) SingleKey() bool { return true }
 
-// deactivatingTestProvider can deactivate keys (deactivate = true).
+// deactivatingTestProvider can deactivate keys and report their last use
+// (deactivate = true).
 type deactivatingTestProvider struct{ *testProvider }
 
-var _ providers.Deactivator = deactivatingTestProvider{}
+var (
+	_ providers.Deactivator   = deactivatingTestProvider{}
+	_ providers.UsageReporter = deactivatingTestProvider{}
+)
+
+func (deactivatingTestProvider) LastUsed(context.Context, string) (time.Time, error) {
+	return time.Time{}, nil
+}
+
+func (deactivatingTestProvider) UsageReportingDelay() time.Duration { return 0 }
 
 func (deactivatingTestProvider) Deactivate(context.Context, string) error { return nil }
 
