@@ -16,7 +16,7 @@ func TestExpiresAtAndKeyTTL(t *testing.T) {
 	t.Parallel()
 	skipWindows(t)
 	p := mustDecode(t, `
-create = ["/bin/sh", "-c", "printf '{\"id\": \"k-%s\", \"value\": {\"token\": \"x\"}, \"created_at\": \"2026-01-01T00:00:00Z\", \"expires_at\": \"2026-01-0%sT00:00:00Z\"}' \"${REKEY_KEY_TTL:-none}\" \"${REKEY_KEY_TTL:+2}${REKEY_KEY_TTL:-9}\""]
+create = ["/bin/sh", "-c", "if [ -n \"$${REKEY_KEY_TTL:-}\" ]; then d=2; else d=9; fi; printf '{\"id\": \"k-%s\", \"value\": {\"token\": \"x\"}, \"created_at\": \"2026-01-01T00:00:00Z\", \"expires_at\": \"2026-01-0%sT00:00:00Z\"}' \"$${REKEY_KEY_TTL:-none}\" \"$d\""]
 delete = ["/bin/true"]
 list   = ["/bin/sh", "-c", "printf '{\"keys\": [{\"id\": \"a\", \"status\": \"active\", \"expires_at\": \"2026-02-01T00:00:00Z\"}, {\"id\": \"b\", \"status\": \"active\"}]}'"]
 `)
