@@ -244,9 +244,20 @@ func PlanCapacity(keys []plugin.KeyInfo, maxKeys int, st PolicyState) (CapacityP
 	for _, id := range st.Retired {
 		retired[id] = true
 	}
+	// A key tagged with the id of a rotation that was rolled back was
+	// created after that rollback proved the old key served and deleted the
+	// rotation's key: by an instance that lost its lease and could no
+	// longer journal it (journal "etcd"), or by a provider's late answer.
+	// No sink ever served it, so it is rekey's to delete.
+	rolledBack := map[string]bool{}
+	for _, h := range st.History {
+		if h.Result == string(StepRolledBack) && h.ID != "" {
+			rolledBack[h.ID] = true
+		}
+	}
 	var remaining []plugin.KeyInfo
 	for _, k := range keys {
-		if retired[k.ID] {
+		if retired[k.ID] || k.ID != st.CurrentKeyID && k.RotationID != "" && rolledBack[k.RotationID] {
 			plan.DeleteFirst = append(plan.DeleteFirst, k.ID)
 			continue
 		}

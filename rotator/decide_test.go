@@ -121,6 +121,10 @@ func TestPlanCapacity(t *testing.T) {
 		{"an unknown second key at the limit should be refused", []plugin.KeyInfo{k("AKIACUR1"), k("AKIASTRANGER")}, 2, PolicyState{CurrentKeyID: "AKIACUR1"}, nil, nil, "unknown to rekey"},
 		{"two pre-existing keys at the limit should be refused", []plugin.KeyInfo{k("AKIAAAA1"), k("AKIABBB2")}, 2, PolicyState{}, nil, nil, "2 of them unknown"},
 		{"a retired key should be deleted first to make room", []plugin.KeyInfo{k("AKIACUR1"), k("AKIARET1")}, 2, PolicyState{CurrentKeyID: "AKIACUR1", Retired: []string{"AKIARET1"}}, []string{"AKIACUR1"}, []string{"AKIARET1"}, ""},
+		{"a key tagged with a rolled-back rotation should be deleted first", []plugin.KeyInfo{k("AKIACUR1"), {ID: "AKIALATE", Status: plugin.KeyActive, RotationID: "rot-rb"}}, 2,
+			PolicyState{CurrentKeyID: "AKIACUR1", History: []Record{{ID: "rot-rb", Result: "rolled_back"}}}, []string{"AKIACUR1"}, []string{"AKIALATE"}, ""},
+		{"a key tagged with a finished rotation is not an orphan", []plugin.KeyInfo{k("AKIACUR1"), {ID: "AKIADONE", Status: plugin.KeyActive, RotationID: "rot-ok"}}, 2,
+			PolicyState{CurrentKeyID: "AKIACUR1", History: []Record{{ID: "rot-ok", Result: "done"}}}, nil, nil, "unknown to rekey"},
 		{"an unknown key with room should be left alone", []plugin.KeyInfo{k("AKIACUR1"), k("AKIAX")}, 0, PolicyState{CurrentKeyID: "AKIACUR1"}, []string{"AKIACUR1"}, nil, ""},
 	}
 	for _, tc := range tests {

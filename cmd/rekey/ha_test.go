@@ -481,3 +481,117 @@ func waitLogWithin(t *testing.T, d *daemon, s string, limit time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestHAStaleCreateIsCleanedUp: providers cannot check a fencing token,
+// so an owner paused inside its provider's create can have its key made
+// after another instance took over and rolled the rotation back. Here the
+// owner stops (SIGSTOP from the key service's create, which then waits)
+// after journaling its intent; the new owner rolls the rotation back and
+// finds no key; only then is the stale key created, tagged with the
+// rolled-back rotation's id. The stale owner, resumed, journals nothing;
+// the key is never served; the next rotation deletes it first (it is
+// provably rekey's and unserved) instead of refusing for lack of room.
+func TestHAStaleCreateIsCleanedUp(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	h := newHA(t, c, "2s")
+	q := h.q
+	ks, _ := os.ReadFile(q.path("keyservice.sh"))
+	hold := "create)\n\tif [ -e state/app/stop-create ]; then rm -f state/app/stop-create; kill -STOP $PPID; while [ ! -e state/app/go-create ]; do sleep 0.05; done; fi\n"
+	if err := os.WriteFile(q.path("keyservice.sh"), []byte(strings.Replace(string(ks), "create)\n", hold, 1)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	q.seed()
+	stop := q.watch()
+	a := h.start("a")
+	h.waitFor("a owns the policies and rotates once", 30*time.Second, func() bool {
+		st := h.state()
+		return h.owner() == "a" && st.Active == nil && len(st.History) == 1 && st.History[0].Result == "done"
+	})
+	h.start("b")
+	h.start("c")
+	if err := os.WriteFile(q.path("state/app/stop-create"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rot := q.command(nil, "rotate", "-config", h.dir("a"), "quickstart")
+	rotOut := &lockedBuffer{}
+	rot.Stdout, rot.Stderr = rotOut, rotOut
+	if err := rot.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rotDone := make(chan error, 1)
+	go func() { rotDone <- rot.Wait() }()
+	t.Cleanup(func() { _ = rot.Process.Kill() })
+	h.waitFor("a stops inside the provider's create", 30*time.Second, func() bool {
+		_, err := os.Stat(q.path("state/app/stop-create"))
+		return os.IsNotExist(err)
+	})
+	st := h.state()
+	if st.Active == nil || st.Active.IntentAt.IsZero() || st.Active.NewKeyID != "" {
+		t.Fatalf("a paused elsewhere than between its journaled intent and the key: %+v", st.Active)
+	}
+	stale := st.Active.ID
+	var next string
+	h.waitFor("another instance owns the policies and rolls a's rotation back", 30*time.Second, func() bool {
+		next = h.owner()
+		st := h.state()
+		return (next == "b" || next == "c") && st.Active == nil && len(st.History) == 2 && st.History[1].ID == stale && st.History[1].Result == "rolled_back"
+	})
+	before := len(q.keys())
+	if err := os.WriteFile(q.path("state/app/go-create"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("the stale create makes its key", 20*time.Second, func() bool { return len(q.keys()) == before+1 })
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, a, "LOST OWNERSHIP")
+	select {
+	case err := <-rotDone:
+		if err == nil {
+			t.Fatalf("the stale owner's rotate succeeded:\n%s", rotOut)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the stale owner's rotate did not return:\n%s\n%s", rotOut, a.logs)
+	}
+	if st := h.state(); st.Active != nil || len(st.History) != 2 {
+		t.Fatalf("the stale owner journaled its key: %+v", st)
+	}
+	keys, cur := q.keys(), h.state().CurrentKeyID
+	var orphan string
+	for id := range keys {
+		if id != cur {
+			orphan = id
+		}
+	}
+	if len(keys) != 2 || orphan == "" || h.keyRotation(orphan) != stale {
+		t.Fatalf("want the current key and one stale key tagged %s: %v", stale, keys)
+	}
+	if v, _ := q.servedSecret(); v == keys[orphan].secret {
+		t.Fatal("the stale key is served")
+	}
+	out, code := q.rekey("rotate", "-wait", "-config", h.dir(next), "quickstart")
+	if code != 0 || !strings.Contains(out, "quickstart: done") {
+		t.Fatalf("the next rotation through %s did not clean up the stale key: %d\n%s\n%s", next, code, out, h.logs())
+	}
+	if _, ok := q.keys()[orphan]; ok {
+		t.Fatalf("the stale key %s is still at the key service", orphan)
+	}
+	status := h.status(next)
+	h.stopAll()
+	for _, v := range stop() {
+		t.Error(v)
+	}
+	q.assertSettledState(status)
+	assertNoCanary(t, "the instances' logs", []byte(h.logs()))
+}
+
+// keyRotation is the rotation id the key service tagged a key with.
+func (h *haEnv) keyRotation(id string) string {
+	b, _ := os.ReadFile(h.q.path("state/keystore/" + id + ".key"))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "rotation="); ok {
+			return v
+		}
+	}
+	return ""
+}
