@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -74,6 +75,50 @@ type Provider struct {
 	tokenCIDRs []string
 	ttl        time.Duration
 	numUses    int
+
+	// known holds what this provider learnt of secret ids it created or
+	// looked up (by accessor): a secret id's creation time, metadata and
+	// expiry never change, so List looks up only accessors it does not
+	// know.
+	mu    sync.Mutex
+	known map[string]plugin.KeyInfo
+}
+
+func (p *Provider) remember(info plugin.KeyInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.known == nil {
+		p.known = map[string]plugin.KeyInfo{}
+	}
+	p.known[info.ID] = info
+}
+
+func (p *Provider) forget(accessor string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.known, accessor)
+}
+
+func (p *Provider) recall(accessor string) (plugin.KeyInfo, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	info, ok := p.known[accessor]
+	return info, ok
+}
+
+// forgetExcept drops what is known of accessors no longer listed.
+func (p *Provider) forgetExcept(listed []string) {
+	keep := make(map[string]bool, len(listed))
+	for _, a := range listed {
+		keep[a] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a := range p.known {
+		if !keep[a] {
+			delete(p.known, a)
+		}
+	}
 }
 
 // limited is a Provider with a configured limit on secret ids.
@@ -244,6 +289,7 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 		// expiration_time.
 		key.ExpiresAt = created.Add(time.Duration(ttlSec) * time.Second)
 	}
+	p.remember(plugin.KeyInfo{ID: accessor, Status: plugin.KeyActive, CreatedAt: created, RotationID: rot.ID, ExpiresAt: key.ExpiresAt})
 	return key, nil
 }
 
@@ -299,16 +345,11 @@ func (p *Provider) lookup(ctx context.Context, accessor string) (*api.Secret, er
 }
 
 // Delete destroys the secret id whose accessor is keyID. A secret id that
-// does not exist is not an error.
+// does not exist is not an error (Vault says it failed to find the
+// accessor; no lookup first).
 func (p *Provider) Delete(ctx context.Context, keyID string) error {
-	sec, err := p.lookup(ctx, keyID)
-	if err != nil {
-		return err
-	}
-	if sec == nil {
-		return nil
-	}
-	err = p.conn.Do(ctx, func(c *api.Client) error {
+	p.forget(keyID)
+	err := p.conn.Do(ctx, func(c *api.Client) error {
 		_, err := c.Logical().WriteWithContext(ctx, p.rolePath()+"/secret-id-accessor/destroy", map[string]any{"secret_id_accessor": keyID})
 		if re, ok := vault.AsResponseError(err); ok && re.HasMessage("failed to find accessor entry") {
 			return nil
@@ -345,8 +386,13 @@ func (p *Provider) List(ctx context.Context) ([]plugin.KeyInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: listing secret ids: %w", p.Target(), err)
 	}
+	p.forgetExcept(accessors)
 	infos := make([]plugin.KeyInfo, 0, len(accessors))
 	for _, a := range accessors {
+		if info, ok := p.recall(a); ok {
+			infos = append(infos, info)
+			continue
+		}
 		sec, err := p.lookup(ctx, a)
 		if err != nil {
 			return nil, err
@@ -362,6 +408,7 @@ func (p *Provider) List(ctx context.Context) ([]plugin.KeyInfo, error) {
 			info.RotationID, _ = md[MetaRotationID].(string)
 		}
 		info.ExpiresAt = expirationTime(sec.Data["expiration_time"])
+		p.remember(info)
 		infos = append(infos, info)
 	}
 	sort.SliceStable(infos, func(i, j int) bool { return infos[i].CreatedAt.Before(infos[j].CreatedAt) })

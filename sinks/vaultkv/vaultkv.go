@@ -69,6 +69,10 @@ type Sink struct {
 
 	mu      sync.Mutex
 	checked bool
+	// read is the metadata Current read last, for the Promote that
+	// follows it (taken once): the write's check-and-set still guards
+	// against a version written in between.
+	read *meta
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -272,6 +276,9 @@ func (s *Sink) Current(ctx context.Context) (sinks.Version, error) {
 	if err != nil || m == nil {
 		return "", err
 	}
+	s.mu.Lock()
+	s.read = m
+	s.mu.Unlock()
 	return version(m.current), nil
 }
 
@@ -379,9 +386,14 @@ func (s *Sink) Promote(ctx context.Context, rot plugin.Rotation, key plugin.Key,
 	if len(key.Value) == 0 {
 		return "", plugin.Permanent(fmt.Errorf("%s: the key has no value to write", s.Location()))
 	}
-	m, err := s.readMeta(ctx)
-	if err != nil {
-		return "", err
+	s.mu.Lock()
+	m := s.read
+	s.read = nil
+	s.mu.Unlock()
+	if m == nil || m.current != prev {
+		if m, err = s.readMeta(ctx); err != nil {
+			return "", err
+		}
 	}
 	cur := 0
 	if m != nil {
