@@ -59,6 +59,8 @@ type BoltJournal struct {
 	// faulted is set once a read panicked or faulted: bbolt may then hold
 	// internal locks for good, so Close does not wait for them.
 	faulted atomic.Bool
+	// writers counts the updates in flight (group commit).
+	writers atomic.Int32
 }
 
 var _ Journal = (*BoltJournal)(nil)
@@ -110,6 +112,7 @@ func OpenBoltJournal(dir string, evidence ...string) (*BoltJournal, error) {
 	if err != nil {
 		return nil, err
 	}
+	db.MaxBatchDelay = 2 * time.Millisecond
 	j := &BoltJournal{db: db, dir: dir, path: path}
 	if err := j.verify(marker); err != nil {
 		db.Close()
@@ -413,8 +416,18 @@ func (j *BoltJournal) Update(_ context.Context, policy string, fn func(*PolicySt
 		return PolicyState{}, fmt.Errorf("updating journal for %s: %w", policy, err)
 	}
 	var out PolicyState
+	// Alone, an update commits at once; while others are in flight (the
+	// scheduler's or rotate -all's concurrent rotations), it joins them in
+	// one bbolt Batch: one commit, one pair of fdatasync, for all. Batch
+	// may run fn again, alone, when another function of the batch fails:
+	// it decodes the stored state afresh each time.
+	commit := j.db.Update
+	if j.writers.Add(1) > 1 {
+		commit = j.db.Batch
+	}
+	defer j.writers.Add(-1)
 	err := j.guard(func() error {
-		return j.db.Update(func(tx *bolt.Tx) error {
+		return commit(func(tx *bolt.Tx) error {
 			b := tx.Bucket(policiesBucket)
 			st := PolicyState{Policy: policy}
 			if v := b.Get([]byte(policy)); v != nil {

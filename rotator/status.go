@@ -132,50 +132,70 @@ func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
 	now := e.now()
 	out := make([]PolicyStatus, 0, len(states))
 	for _, st := range states {
-		ps := PolicyStatus{
-			Policy: st.Policy, Generation: st.Generation, LastResult: st.LastResult, LastError: st.LastError,
-			LastSuccess: st.LastSuccess, Failures: st.Failures, Stuck: st.Stuck, Alert: st.Alert,
-		}
-		if st.CurrentKeyID != "" {
-			ps.CurrentKey = secret.Mask(st.CurrentKeyID)
-			ps.KeyCreated = st.CurrentKeyCreated
-			ps.KeySeen = st.CurrentKeySeen
-			from, warning := KeyAgeFrom(st.CurrentKeyCreated, st.CurrentKeySeen, now)
-			if !from.IsZero() {
-				ps.KeyAgeSec = int64(now.Sub(from) / time.Second)
-			}
-			ps.Warning = warning
-			if exp := st.CurrentKeyExpires; !exp.IsZero() {
-				ps.KeyExpires = exp
-				ps.ExpiresInSec = int64(exp.Sub(now) / time.Second)
-				ps.Expired = !now.Before(exp)
-			}
-		}
-		p, ok := e.Policy(st.Policy)
-		ps.Configured = ok
-		if ok {
-			ps.Labels = p.Labels
-			n := NextFor(p, st, Facts{}, now)
-			ps.NextState, ps.NextDue, ps.NextReason = n.State, n.At, n.Reason
-		}
-		if a := st.Active; a != nil {
-			in := &InFlight{RotationID: a.ID, Step: a.Step, StartedAt: a.StartedAt, CommittedAt: a.CommittedAt, Remaining: remainingSteps(a.Step)}
-			if a.NewKeyID != "" {
-				in.NewKey = secret.Mask(a.NewKeyID)
-			}
-			if a.Committed() {
-				for _, id := range a.OldKeyIDs {
-					in.PendingRevocation = append(in.PendingRevocation, secret.Mask(id))
-				}
-				if ok {
-					in.RevokeNotBefore = a.CommittedAt.Add(p.Revoke.After)
-				}
-			}
-			ps.InFlight = in
-		}
-		out = append(out, ps)
+		out = append(out, e.statusOf(st, now))
 	}
 	return out, nil
+}
+
+// StatusOf reports the named policies as Status does, reading only their
+// journal entries: what changed after an event, without the whole journal.
+func (e *Engine) StatusOf(ctx context.Context, names []string) ([]PolicyStatus, error) {
+	now := e.now()
+	out := make([]PolicyStatus, 0, len(names))
+	for _, n := range names {
+		st, _, err := e.journal.Get(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		st.Policy = n
+		out = append(out, e.statusOf(st, now))
+	}
+	return out, nil
+}
+
+func (e *Engine) statusOf(st PolicyState, now time.Time) PolicyStatus {
+	ps := PolicyStatus{
+		Policy: st.Policy, Generation: st.Generation, LastResult: st.LastResult, LastError: st.LastError,
+		LastSuccess: st.LastSuccess, Failures: st.Failures, Stuck: st.Stuck, Alert: st.Alert,
+	}
+	if st.CurrentKeyID != "" {
+		ps.CurrentKey = secret.Mask(st.CurrentKeyID)
+		ps.KeyCreated = st.CurrentKeyCreated
+		ps.KeySeen = st.CurrentKeySeen
+		from, warning := KeyAgeFrom(st.CurrentKeyCreated, st.CurrentKeySeen, now)
+		if !from.IsZero() {
+			ps.KeyAgeSec = int64(now.Sub(from) / time.Second)
+		}
+		ps.Warning = warning
+		if exp := st.CurrentKeyExpires; !exp.IsZero() {
+			ps.KeyExpires = exp
+			ps.ExpiresInSec = int64(exp.Sub(now) / time.Second)
+			ps.Expired = !now.Before(exp)
+		}
+	}
+	p, ok := e.Policy(st.Policy)
+	ps.Configured = ok
+	if ok {
+		ps.Labels = p.Labels
+		n := NextFor(p, st, Facts{}, now)
+		ps.NextState, ps.NextDue, ps.NextReason = n.State, n.At, n.Reason
+	}
+	if a := st.Active; a != nil {
+		in := &InFlight{RotationID: a.ID, Step: a.Step, StartedAt: a.StartedAt, CommittedAt: a.CommittedAt, Remaining: remainingSteps(a.Step)}
+		if a.NewKeyID != "" {
+			in.NewKey = secret.Mask(a.NewKeyID)
+		}
+		if a.Committed() {
+			for _, id := range a.OldKeyIDs {
+				in.PendingRevocation = append(in.PendingRevocation, secret.Mask(id))
+			}
+			if ok {
+				in.RevokeNotBefore = a.CommittedAt.Add(p.Revoke.After)
+			}
+		}
+		ps.InFlight = in
+	}
+	return ps
 }
 
 // PlanEntry is what `rekey plan` shows for one policy.

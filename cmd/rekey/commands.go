@@ -503,13 +503,11 @@ func (a *app) cmdRotate(args []string) int {
 				return ExitConfig
 			}
 		}
-		for _, n := range names {
-			if ctx.Err() != nil {
-				break
-			}
-			o, err := l.engine.Rotate(ctx, n, rotator.RotateOptions{UntilDone: *wait, Compromised: *comp, Note: *note, ForceRevoke: *force})
-			outcomes = append(outcomes, control.FromOutcome(o, err))
-		}
+		outcomes = make([]control.Outcome, len(names))
+		opts := rotator.RotateOptions{UntilDone: *wait, Compromised: *comp, Note: *note, ForceRevoke: *force}
+		l.engine.RotateEach(ctx, names, opts, func(i int, o rotator.Outcome, err error) {
+			outcomes[i] = control.FromOutcome(o, err)
+		})
 		if ctx.Err() != nil {
 			return a.interrupted(printer, names, false)
 		}

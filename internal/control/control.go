@@ -276,42 +276,38 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	stream := &lineWriter{w: w}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
 	defer s.Engine.AddObserver(rotator.ObserverFunc(func(_ context.Context, e rotator.Event) {
-		for _, n := range names {
-			if e.Policy == n {
-				stream.send(Message{Event: &e})
-			}
+		if want[e.Policy] {
+			stream.send(Message{Event: &e})
 		}
 	}))()
-	for _, n := range names {
-		o, err := s.Engine.Rotate(r.Context(), n, rotator.RotateOptions{UntilDone: req.UntilDone, Compromised: req.Compromised, Note: req.Note, ForceRevoke: req.ForceRevoke})
+	opts := rotator.RotateOptions{UntilDone: req.UntilDone, Compromised: req.Compromised, Note: req.Note, ForceRevoke: req.ForceRevoke}
+	s.Engine.RotateEach(r.Context(), names, opts, func(i int, o rotator.Outcome, err error) {
 		out := FromOutcome(o, err)
 		if out.Policy == "" {
-			out.Policy = n
+			out.Policy = names[i]
 		}
 		stream.send(Message{Outcome: &out})
-	}
+	})
 	stream.close()
 }
 
 // lineWriter writes NDJSON lines to a response until closed; events that
-// arrive after the request finished are dropped.
+// arrive after the request finished are dropped. It is safe for
+// concurrent use.
 type lineWriter struct {
-	mu     chan struct{}
+	mu     sync.Mutex
 	w      http.ResponseWriter
 	closed bool
 }
 
-func (l *lineWriter) lock() {
-	if l.mu == nil {
-		l.mu = make(chan struct{}, 1)
-	}
-	l.mu <- struct{}{}
-}
-
 func (l *lineWriter) send(m Message) {
-	l.lock()
-	defer func() { <-l.mu }()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed {
 		return
 	}
@@ -323,9 +319,9 @@ func (l *lineWriter) send(m Message) {
 }
 
 func (l *lineWriter) close() {
-	l.lock()
+	l.mu.Lock()
 	l.closed = true
-	<-l.mu
+	l.mu.Unlock()
 }
 
 // Client talks to a running daemon.
