@@ -141,7 +141,7 @@ func (ld *loading) checkCommand(f *file, attr string, v cty.Value, r *hcl.Range)
 	prog := first.AsString()
 	path := prog
 	if !strings.ContainsAny(prog, `/\`) {
-		found, err := exec.LookPath(prog)
+		found, err := ld.host.lookPath(prog)
 		if err != nil {
 			ld.diags = append(ld.diags, errAt(*r, "Command not found", fmt.Sprintf("The program %q of %s is not found in PATH (%s). Give its full path, or install it; run validate with the daemon's environment.", prog, attr, os.Getenv("PATH"))))
 			return
@@ -150,7 +150,7 @@ func (ld *loading) checkCommand(f *file, attr string, v cty.Value, r *hcl.Range)
 	} else {
 		path = f.path(prog)
 	}
-	err := harden.CheckExecutable(path)
+	err := ld.host.checkExecutable(path)
 	var notExec *harden.NotExecutableError
 	switch {
 	case err == nil:
@@ -166,7 +166,7 @@ func (ld *loading) checkCommand(f *file, attr string, v cty.Value, r *hcl.Range)
 func (ld *loading) checkWritten(f *file, attr, p string, r *hcl.Range) {
 	p = f.path(p)
 	state := ld.cfg.StateDir
-	if inside(p, state) || inside(realPath(p), realPath(state)) {
+	if inside(p, state) || inside(ld.host.realPath(p), ld.host.realPath(state)) {
 		ld.diags = append(ld.diags, errAt(*r, "File inside state_dir", fmt.Sprintf("%s (%s) lies inside the state directory %s, which holds rekey's journal and lock; writing there could destroy them. Choose a path outside it.", attr, p, state)))
 	}
 }
@@ -191,4 +191,62 @@ func realPath(p string) string {
 		rest = filepath.Join(filepath.Base(cur), rest)
 		cur = parent
 	}
+}
+
+// hostCache remembers, for one load, the programs found in PATH, the
+// executables checked and the directories resolved: 10,000 policies
+// running the same probe command check it once.
+type hostCache struct {
+	found map[string]lookResult
+	execs map[string]error
+	real  map[string]string
+}
+
+type lookResult struct {
+	path string
+	err  error
+}
+
+func (c *hostCache) lookPath(prog string) (string, error) {
+	if r, ok := c.found[prog]; ok {
+		return r.path, r.err
+	}
+	p, err := exec.LookPath(prog)
+	if c.found == nil {
+		c.found = map[string]lookResult{}
+	}
+	c.found[prog] = lookResult{p, err}
+	return p, err
+}
+
+func (c *hostCache) checkExecutable(path string) error {
+	if err, ok := c.execs[path]; ok {
+		return err
+	}
+	err := harden.CheckExecutable(path)
+	if c.execs == nil {
+		c.execs = map[string]error{}
+	}
+	c.execs[path] = err
+	return err
+}
+
+// realPath is realPath with the resolution of each directory cached.
+func (c *hostCache) realPath(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	dir := filepath.Dir(p)
+	if dir == p {
+		return p
+	}
+	r, ok := c.real[dir]
+	if !ok {
+		r = realPath(dir)
+		if c.real == nil {
+			c.real = map[string]string{}
+		}
+		c.real[dir] = r
+	}
+	return filepath.Join(r, filepath.Base(p))
 }

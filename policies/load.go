@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/agext/levenshtein"
@@ -228,6 +230,9 @@ type loading struct {
 	diags hcl.Diagnostics
 	// stateDirRange is where state_dir was set, nil for the default.
 	stateDirRange *hcl.Range
+	// host caches what the host checks found out, for the many policies
+	// naming the same programs and directories.
+	host hostCache
 }
 
 func (l *Loader) load(srcs []source, host bool) (*Config, hcl.Diagnostics) {
@@ -241,32 +246,17 @@ func (l *Loader) load(srcs []source, host bool) (*Config, hcl.Diagnostics) {
 		Connections:      plugin.NewConnections(),
 		ConnectionLabels: map[string]Labels{},
 	}}
-	for i, s := range srcs {
+	for i, p := range parseAll(srcs, lookup) {
+		s := srcs[i]
 		ld.order[s.name] = i
-		if diags := scanBounds(s.name, s.src); diags.HasErrors() {
-			ld.diags = append(ld.diags, diags...)
-			src := s.src
-			if len(src) > MaxFileSize {
-				src = src[:4096]
-			}
-			l.files[s.name] = &hcl.File{Body: &hclsyntax.Body{}, Bytes: sanitizeSource(src)}
-			continue
+		ld.diags = append(ld.diags, p.diags...)
+		if p.shown != nil {
+			l.files[s.name] = p.shown
 		}
-		f, diags := hclsyntax.ParseConfig(s.src, s.name, hcl.InitialPos)
-		ld.diags = append(ld.diags, diags...)
-		body, ok := f.Body.(*hclsyntax.Body)
-		if !ok {
-			continue
+		if p.file != nil {
+			ld.files = append(ld.files, p.file)
+			ld.cfg.Files = append(ld.cfg.Files, s.name)
 		}
-		secretDiags, mask := scanSecrets(body)
-		ld.diags = append(ld.diags, secretDiags...)
-		l.files[s.name] = &hcl.File{Body: f.Body, Bytes: sanitizeSource(maskSource(f.Bytes, mask)), Nav: f.Nav}
-		dir, err := filepath.Abs(filepath.Dir(s.name))
-		if err != nil {
-			dir = filepath.Dir(s.name)
-		}
-		ld.files = append(ld.files, &file{name: s.name, body: body, dir: dir, ctx: evalContext(dir, filepath.Dir(s.name), lookup)})
-		ld.cfg.Files = append(ld.cfg.Files, s.name)
 	}
 	// Syntax errors make everything after them guesswork, and a secret
 	// literal must not reach a plugin that might quote it.
@@ -284,6 +274,60 @@ func (l *Loader) load(srcs []source, host bool) (*Config, hcl.Diagnostics) {
 		return nil, ld.diags
 	}
 	return ld.cfg, ld.diags
+}
+
+// parsed is one source after parsing: its diagnostics, the file shown in
+// diagnostics (secrets masked), and the file to decode, if any.
+type parsed struct {
+	diags hcl.Diagnostics
+	shown *hcl.File
+	file  *file
+}
+
+// parseAll parses the sources in parallel (one worker per CPU); the
+// results are in the order of srcs.
+func parseAll(srcs []source, lookup func(string) (string, bool)) []parsed {
+	out := make([]parsed, len(srcs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(srcs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i] = parseSource(srcs[i], lookup)
+			}
+		}()
+	}
+	for i := range srcs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return out
+}
+
+func parseSource(s source, lookup func(string) (string, bool)) parsed {
+	if diags := scanBounds(s.name, s.src); diags.HasErrors() {
+		src := s.src
+		if len(src) > MaxFileSize {
+			src = src[:4096]
+		}
+		return parsed{diags: diags, shown: &hcl.File{Body: &hclsyntax.Body{}, Bytes: sanitizeSource(src)}}
+	}
+	f, diags := hclsyntax.ParseConfig(s.src, s.name, hcl.InitialPos)
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return parsed{diags: diags}
+	}
+	secretDiags, mask := scanSecrets(body)
+	diags = append(diags, secretDiags...)
+	shown := &hcl.File{Body: f.Body, Bytes: sanitizeSource(maskSource(f.Bytes, mask)), Nav: f.Nav}
+	dir, err := filepath.Abs(filepath.Dir(s.name))
+	if err != nil {
+		dir = filepath.Dir(s.name)
+	}
+	return parsed{diags: diags, shown: shown, file: &file{name: s.name, body: body, dir: dir, ctx: evalContext(dir, filepath.Dir(s.name), lookup)}}
 }
 
 func (ld *loading) decode() {
