@@ -94,6 +94,7 @@ func (r *run) clean(err error) error {
 func (r *run) emit(ctx context.Context, step Step, res Result, d time.Duration, err error) {
 	ev := r.event(step, res, err)
 	ev.Duration = d
+	ev.Time = r.e.now()
 	lg := r.log.Info()
 	switch {
 	case res == ResultStuck:

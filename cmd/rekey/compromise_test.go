@@ -105,8 +105,13 @@ func TestCompromisedRotation(t *testing.T) {
 	if !ok1 || !ok2 {
 		t.Fatalf("audit log lacks verify ok or revoke ok:\n%s", raw)
 	}
-	if d := revoked.Time.Sub(verified.Time); d < 0 || d > 5*time.Second {
-		t.Errorf("the old key was revoked %s after verify, want within a few seconds", d)
+	if verified.Time.IsZero() || revoked.Time.IsZero() {
+		t.Fatalf("audit records without a time: verify %+v, revoke %+v", verified, revoked)
+	}
+	// The policy asks for an hour of grace and an hour of soak; the
+	// bound is loose for a loaded machine and still 240 times shorter.
+	if d := revoked.Time.Sub(verified.Time); d < 0 || d > 15*time.Second {
+		t.Errorf("the old key was revoked %s after verify, want within seconds (the policy's grace is 1h)", d)
 	}
 	for _, l := range lines {
 		if l.Reason != "compromised" || l.Note != "key pasted in a CI log" || !l.Manual || l.Labels["env"] != "dev" {
