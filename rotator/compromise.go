@@ -97,19 +97,21 @@ func (e *Engine) compromiseReport(ctx context.Context, policy, id string, forced
 			rec = &st.History[i]
 		}
 	}
-	if rec == nil {
-		// No rotation was started: the current key is still the one
-		// suspected.
-		rep := CompromiseReport{Live: st.CurrentKeyID != ""}
-		if st.CurrentKeyID != "" {
+	if rec == nil || !rec.Committed() {
+		// No rotation committed: the key in use, the one suspected, is
+		// still live, whether or not rekey knows its id.
+		rep := CompromiseReport{Live: true}
+		switch {
+		case rec != nil && len(rec.OldKeyIDs) > 0:
+			for _, id := range rec.OldKeyIDs {
+				rep.OldKeys = append(rep.OldKeys, secret.Mask(id))
+			}
+		case st.CurrentKeyID != "":
 			rep.OldKeys = []string{secret.Mask(st.CurrentKeyID)}
 		}
 		return rep
 	}
-	rep := CompromiseReport{RevokedAt: rec.RevokedAt, Forced: forced}
-	if rec.Committed() {
-		rep.NewKey = secret.Mask(rec.NewKeyID)
-	}
+	rep := CompromiseReport{RevokedAt: rec.RevokedAt, Forced: forced, NewKey: secret.Mask(rec.NewKeyID)}
 	for _, id := range rec.OldKeyIDs {
 		rep.OldKeys = append(rep.OldKeys, secret.Mask(id))
 	}

@@ -90,3 +90,25 @@ func TestCompromisedKeepsTheOldKeyWithoutProof(t *testing.T) {
 		}
 	}
 }
+
+// TestCompromisedReportWhenNothingCommitted: a compromised rotation that
+// cannot even start (the provider refuses a key) reports the key in use as
+// still live, never "nothing to revoke".
+func TestCompromisedReportWhenNothingCommitted(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	w.maxKeys = 2
+	w.seed("sink:a", "sink:b")
+	f := newFixture(t, fullProvider(w))
+	w.mu.Lock()
+	w.fail["create"] = 1000
+	w.mu.Unlock()
+	e := f.engine(t, nil)
+	out, err := e.Rotate(ctx, "pay", RotateOptions{Compromised: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Compromise == nil || !out.Compromise.Live || out.Compromise.NewKey != "" {
+		t.Fatalf("%s: report %+v", out.Result, out.Compromise)
+	}
+}
