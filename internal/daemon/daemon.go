@@ -136,7 +136,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	eopts := engineOptions(j, aud, log)
 	if hanode != nil {
 		aud.SetInstance(cfg.Journal.Instance)
-		hanode.register(m.Registry())
+		hanode.register(m)
 		eopts.Audit = gate{h: hanode, aud: aud}
 	}
 	engine, err := rotator.New(eopts)

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/internal/audit"
+	"github.com/rekeyhq/rekey/internal/metrics"
 	"github.com/rekeyhq/rekey/policies"
 	"github.com/rekeyhq/rekey/rotator"
 	"github.com/rekeyhq/rekey/rotator/etcdjournal"
@@ -43,16 +44,13 @@ func openHA(cfg *policies.JournalSettings, log zerolog.Logger) (*ha, error) {
 	}
 	j.Standby()
 	h := &ha{cfg: cfg, journal: j, log: log.With().Str("instance", cfg.Instance).Logger()}
-	h.leader = prometheus.NewGauge(prometheus.GaugeOpts{Name: "rekey_ha_leader",
-		Help: "1 while this instance owns the policies of the shared journal (journal \"etcd\"), 0 otherwise."})
-	h.leaseLoss = prometheus.NewCounter(prometheus.CounterOpts{Name: "rekey_ha_lease_losses_total",
-		Help: "Times this instance lost its etcd lease while it owned the policies, and stopped acting."})
 	return h, nil
 }
 
-// register adds the HA metrics to reg.
-func (h *ha) register(reg prometheus.Registerer) {
-	reg.MustRegister(h.leader, h.leaseLoss)
+// register adds the HA metrics to m.
+func (h *ha) register(m *metrics.Metrics) {
+	hm := m.RegisterHA()
+	h.leader, h.leaseLoss = hm.Leader, hm.LeaseLosses
 }
 
 // run campaigns, owns, loses and campaigns again until ctx ends. While it
