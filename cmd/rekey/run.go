@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/rs/zerolog"
@@ -116,6 +118,10 @@ func hardenProcess(cfg *policies.Config, log zerolog.Logger) {
 		log.Warn().Msg("memory locking disabled (disable_mlock = true): secret values may be written to swap")
 		return
 	}
+	// Locked pages cannot be given back to the system: return the garbage
+	// of loading the configuration first, or it stays resident for good.
+	runtime.GC()
+	debug.FreeOSMemory()
 	if err := harden.LockMemory(); err != nil {
 		log.Warn().Err(err).Msg("could not lock memory: secret values may be written to swap; raise the memlock limit (the systemd unit sets LimitMEMLOCK=infinity) or set disable_mlock = true to silence this")
 		return
