@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -73,7 +74,8 @@ var (
 	_ providers.Propagator    = (*Provider)(nil)
 )
 
-var userNameRE = regexp.MustCompile(`^[\w+=,.@-]{1,64}$`)
+// userNameRE is compiled at first use, not at start.
+var userNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w+=,.@-]{1,64}$`) })
 
 type config struct {
 	Connection  hcl.Expression `hcl:"connection"`
@@ -101,7 +103,7 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 		return nil, diags
 	}
 	conn, diags := awsconn.Resolve(env, cfg.Connection)
-	if !userNameRE.MatchString(cfg.User) {
+	if !userNameRE().MatchString(cfg.User) {
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid user",

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -79,9 +80,11 @@ type konnectBlock struct {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
-	regionRE = regexp.MustCompile(`^[a-z]{2,8}$`)
-	tagRE    = regexp.MustCompile(`^[\x21-\x2b\x2d-\x2e\x30-\x7e]+$`)
+	// Compiled at first use, not at start: every rekey command would pay
+	// for them.
+	nameRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`) })
+	regionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z]{2,8}$`) })
+	tagRE    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\x21-\x2b\x2d-\x2e\x30-\x7e]+$`) })
 )
 
 // New decodes a kong provider block.
@@ -110,10 +113,10 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 		r := k.RegionRange
 		if k.APIURL != nil {
 			raw, r = *k.APIURL, k.APIURLRange
-		} else if !regionRE.MatchString(k.Region) {
+		} else if !regionRE().MatchString(k.Region) {
 			errAt(k.RegionRange, "Invalid region", "region is a Konnect region such as \"us\", \"eu\", \"au\".")
 		}
-		if !nameRE.MatchString(k.ControlPlaneID) {
+		if !nameRE().MatchString(k.ControlPlaneID) {
 			errAt(k.CPRange, "Invalid control_plane_id", "control_plane_id is the id of the Konnect control plane (a UUID).")
 		}
 		if cfg.Workspace != nil {
@@ -125,12 +128,12 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	default:
 		errAt(env.DefRange, "Missing admin_url", "Give the Kong Admin API with admin_url = \"https://kong-admin.internal:8444\", or a konnect { region = \"us\" control_plane_id = \"...\" } block.")
 	}
-	if !nameRE.MatchString(cfg.Consumer) {
+	if !nameRE().MatchString(cfg.Consumer) {
 		errAt(cfg.ConsumerRange, "Invalid consumer", "consumer is the consumer's username or id, such as \"orders-app\".")
 	}
 	prefix := ""
 	if cfg.Workspace != nil {
-		if !nameRE.MatchString(*cfg.Workspace) {
+		if !nameRE().MatchString(*cfg.Workspace) {
 			errAt(cfg.WorkspaceRange, "Invalid workspace", "workspace is the name of a Kong Enterprise workspace, such as \"payments\".")
 		}
 		prefix = "/" + *cfg.Workspace
@@ -145,7 +148,7 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 		ttl = secs
 	}
 	for _, tag := range cfg.Tags {
-		if !tagRE.MatchString(tag) || strings.HasPrefix(tag, "rekey") {
+		if !tagRE().MatchString(tag) || strings.HasPrefix(tag, "rekey") {
 			errAt(cfg.TagsRange, "Invalid tags", fmt.Sprintf("Kong tags are printable ASCII without spaces, commas or slashes, and rekey's own start with \"rekey\"; %q is not allowed.", tag))
 		}
 	}
