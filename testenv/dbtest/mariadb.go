@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/rekeyhq/rekey/testenv/internal/testproc"
 )
 
 // Names in the MariaDB template.
@@ -125,7 +127,7 @@ func buildMyTemplate(acct account, final string) error {
 		return fmt.Errorf("mariadb-install-db: %w: %s", err, out)
 	}
 	s := &MariaDB{Host: "127.0.0.1", Dir: tmp, LogPath: filepath.Join(tmp, "build.log"), Socket: filepath.Join(tmp, "my.sock"), server: server{acct: acct}}
-	if s.Port, err = freePort(); err != nil {
+	if s.Port, err = testproc.FreePort(); err != nil {
 		return err
 	}
 	if err := s.Start(); err != nil {
@@ -151,7 +153,7 @@ func buildMyTemplate(acct account, final string) error {
 	if _, err := db.ExecContext(ctx, "SHUTDOWN"); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
-	<-s.proc.done
+	<-s.proc.Done()
 	return publishTemplate(tmp, final, "build.log", "my.sock")
 }
 
@@ -170,7 +172,7 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	acct, dir := serverDir(t, "mysql", "rekey-my-*", tm.dir)
 	s := &MariaDB{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "mariadb.log"), Socket: filepath.Join(dir, "my.sock"), AdminPassword: tm.admin, server: server{acct: acct}}
 	var err error
-	if s.Port, err = freePort(); err != nil {
+	if s.Port, err = testproc.FreePort(); err != nil {
 		t.Fatal(err)
 	}
 	startForTest(t, "mariadb", s.LogPath, 30, s, s.Start)
@@ -206,7 +208,7 @@ func (s *MariaDB) Start() error {
 	cmd := s.acct.command(mariadbd(), args...)
 	cmd.SysProcAttr.Credential = nil // mariadbd drops to --user itself
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	p, err := startProcess(cmd)
+	p, err := testproc.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("starting mariadbd: %w", err)
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rekeyhq/rekey/testenv/internal/testproc"
 )
 
 // EnvPGBinDir names the environment variable that overrides where the
@@ -133,13 +135,13 @@ func buildTemplate(bin string, acct account, final string) error {
 		return fmt.Errorf("initdb: %w: %s", err, out)
 	}
 	s := &Postgres{Host: "127.0.0.1", Dir: tmp, LogPath: filepath.Join(tmp, "build.log"), SuperPassword: super, bin: bin, server: server{acct: acct}}
-	if s.Port, err = freePort(); err != nil {
+	if s.Port, err = testproc.FreePort(); err != nil {
 		return err
 	}
 	if err := s.start(); err != nil {
 		return err
 	}
-	defer s.proc.kill()
+	defer s.proc.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.waitReady(ctx); err != nil {
@@ -159,7 +161,7 @@ func buildTemplate(bin string, acct account, final string) error {
 			return fmt.Errorf("%s: %w", q, err)
 		}
 	}
-	s.proc.stop(syscall.SIGINT)
+	s.proc.Stop(syscall.SIGINT)
 	return publishTemplate(tmp, final, "build.log")
 }
 
@@ -180,7 +182,7 @@ func StartPostgres(t testing.TB) *Postgres {
 	s := &Postgres{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "postgres.log"),
 		SuperPassword: tm.super, AdminPassword: tm.admin, bin: tm.bin, server: server{acct: acct}}
 	var err error
-	if s.Port, err = freePort(); err != nil {
+	if s.Port, err = testproc.FreePort(); err != nil {
 		t.Fatal(err)
 	}
 	startForTest(t, "postgres", s.LogPath, 40, s, s.Start)
@@ -201,7 +203,7 @@ func (s *Postgres) start() error {
 		"-c", "fsync=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=200", "-c", "shared_buffers=16MB")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	p, err := startProcess(cmd)
+	p, err := testproc.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("starting postgres: %w", err)
 	}
@@ -218,7 +220,7 @@ func (s *Postgres) Start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.waitReady(ctx); err != nil {
-		return fmt.Errorf("postgres did not become ready: %w\n%s", err, tail(s.LogPath, 30))
+		return fmt.Errorf("postgres did not become ready: %w\n%s", err, testproc.Tail(s.LogPath, 30, nil))
 	}
 	return nil
 }
@@ -227,7 +229,7 @@ func (s *Postgres) Start() error {
 func (s *Postgres) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.proc != nil && !s.proc.exited()
+	return s.proc != nil && !s.proc.Exited()
 }
 
 func (s *Postgres) waitReady(ctx context.Context) error {

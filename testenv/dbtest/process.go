@@ -3,18 +3,15 @@
 package dbtest
 
 import (
-	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/rekeyhq/rekey/testenv/internal/testproc"
 )
 
 // EnvRequire names the environment variable that, set to 1, makes a missing
@@ -27,12 +24,6 @@ func unavailable(t testing.TB, msg string) {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-}
-
-// process is a started server; one goroutine waits for it.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
 }
 
 // account is the unprivileged user a server runs as when the tests run as
@@ -83,81 +74,5 @@ func (a account) command(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func startProcess(cmd *exec.Cmd) (*process, error) {
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill sends SIGKILL to the whole process group and waits for the leader.
-func (p *process) kill() {
-	if p == nil {
-		return
-	}
-	if !p.exited() {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
-	<-p.done
-}
-
-// signal sends sig to the process group leader and waits for it to exit.
-func (p *process) stop(sig syscall.Signal) {
-	if p == nil {
-		return
-	}
-	if !p.exited() {
-		_ = syscall.Kill(p.cmd.Process.Pid, sig)
-	}
-	<-p.done
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-}
-
 // RandomHex returns n random bytes in hex.
-func RandomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
+func RandomHex(n int) string { return testproc.RandomHex(n) }

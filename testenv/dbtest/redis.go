@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/rekeyhq/rekey/testenv/internal/testproc"
 )
 
 // RedisAdmin is the ACL user rekey uses in tests: it may manage ACL users
@@ -49,7 +51,7 @@ func StartRedis(t testing.TB) *Redis {
 	}
 	acct, dir := serverDir(t, "redis", "rekey-redis-*", "")
 	s := &Redis{Host: "127.0.0.1", Dir: dir, LogPath: filepath.Join(dir, "redis.log"), DefaultPassword: RandomHex(16), AdminPassword: RandomHex(16), server: server{acct: acct}, bin: bin}
-	if s.Port, err = freePort(); err != nil {
+	if s.Port, err = testproc.FreePort(); err != nil {
 		t.Fatal(err)
 	}
 	startForTest(t, "redis", s.LogPath, 30, s, s.Start)
@@ -83,7 +85,7 @@ func splitRules(s string) []string {
 func (s *Redis) Start() error {
 	cmd := s.acct.command(s.bin, "--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port), "--save", "", "--appendonly", "no",
 		"--dir", s.Dir, "--logfile", s.LogPath, "--daemonize", "no", "--requirepass", s.DefaultPassword, "--protected-mode", "yes")
-	p, err := startProcess(cmd)
+	p, err := testproc.Start(cmd)
 	if err != nil {
 		return fmt.Errorf("starting redis: %w", err)
 	}

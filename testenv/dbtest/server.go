@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rekeyhq/rekey/testenv/internal/testproc"
 )
 
 // server is what every started server shares: the account it runs as and
@@ -19,10 +21,10 @@ import (
 type server struct {
 	acct account
 	mu   sync.Mutex
-	proc *process
+	proc *testproc.Process
 }
 
-func (s *server) setProc(p *process) {
+func (s *server) setProc(p *testproc.Process) {
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
@@ -33,7 +35,7 @@ func (s *server) Kill() {
 	s.mu.Lock()
 	p := s.proc
 	s.mu.Unlock()
-	p.kill()
+	p.Kill()
 }
 
 // serverDir makes a directory for one test's server, owned by the
@@ -68,7 +70,7 @@ func startForTest(t testing.TB, name, logPath string, lines int, s interface{ Ki
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
-			t.Logf("%s log (%s):\n%s", name, logPath, tail(logPath, lines))
+			t.Logf("%s log (%s):\n%s", name, logPath, testproc.Tail(logPath, lines, nil))
 		}
 	})
 	if err := start(); err != nil {
@@ -78,14 +80,14 @@ func startForTest(t testing.TB, name, logPath string, lines int, s interface{ Ki
 
 // waitAnswer calls try every interval until it succeeds, the process
 // exits or ctx ends.
-func waitAnswer(ctx context.Context, name, logPath string, p *process, every time.Duration, try func(context.Context) error) error {
+func waitAnswer(ctx context.Context, name, logPath string, p *testproc.Process, every time.Duration, try func(context.Context) error) error {
 	for {
 		err := try(ctx)
 		if err == nil {
 			return nil
 		}
-		if p.exited() {
-			return errors.New(name + " exited: " + tail(logPath, 20))
+		if p.Exited() {
+			return errors.New(name + " exited: " + testproc.Tail(logPath, 20, nil))
 		}
 		select {
 		case <-ctx.Done():

@@ -12,15 +12,11 @@
 package vaulttest
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +27,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/api"
+
+	"github.com/rekeyhq/rekey/testenv/internal/testproc"
 )
 
 // EnvBinary names the environment variable holding the vault binary path.
@@ -57,7 +55,7 @@ type Server struct {
 	CACert string
 
 	unsealKey string
-	proc      *process
+	proc      *testproc.Process
 	closeIdle func()
 }
 
@@ -68,7 +66,7 @@ func (s *Server) Stop() {
 	if s.closeIdle != nil {
 		s.closeIdle()
 	}
-	s.proc.kill()
+	s.proc.Kill()
 }
 
 // Option changes how Start runs the server.
@@ -115,8 +113,8 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	bin := Binary(t)
 	dir := t.TempDir()
-	token := "root-" + randomHex(12)
-	port, err := freePort()
+	token := "root-" + testproc.RandomHex(12)
+	port, err := testproc.FreePort()
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)
 	}
@@ -153,7 +151,7 @@ func Start(t testing.TB, opts ...Option) *Server {
 	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	s.proc, err = startProcess(cmd)
+	s.proc, err = testproc.Start(cmd)
 	_ = logFile.Close()
 	if err != nil {
 		t.Fatalf("starting vault: %v", err)
@@ -199,7 +197,7 @@ func (s *Server) waitFile(path string, limit time.Duration) error {
 		} else if time.Now().After(deadline) {
 			return fmt.Errorf("%s: %v", path, err)
 		}
-		if s.proc.exited() {
+		if s.proc.Exited() {
 			return errors.New("vault exited")
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -221,7 +219,7 @@ func (s *Server) waitHealthy(limit time.Duration) error {
 	defer hc.CloseIdleConnections()
 	delay := 10 * time.Millisecond
 	for {
-		if s.proc.exited() {
+		if s.proc.Exited() {
 			return errors.New("vault exited")
 		}
 		resp, err := hc.Get(s.Addr + "/v1/sys/health")
@@ -387,40 +385,13 @@ func (s *Server) Sealed(ctx context.Context) (bool, error) {
 	return st.Sealed, nil
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
+// tail is the end of the server log, with the unseal key and root token
+// redacted.
 func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
+	return testproc.Tail(path, n, func(line string) string {
 		if strings.HasPrefix(line, "Unseal Key:") || strings.HasPrefix(line, "Root Token:") {
-			line = strings.SplitAfter(line, ":")[0] + " [REDACTED]"
+			return strings.SplitAfter(line, ":")[0] + " [REDACTED]"
 		}
-		lines = append(lines, line)
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
+		return line
+	})
 }
