@@ -184,7 +184,8 @@ func killedBySIGKILL(err error) bool {
 
 // haFailpoints are the failpoints the failover test kills the owner at by
 // default: one before commit with a key created, one at commit, and the
-// irreversible steps after it. REKEY_TEST_HA_ALL=1 runs every failpoint.
+// irreversible steps after it. REKEY_TEST_HA_ALL=1 runs every failpoint,
+// -short only commit.after.
 var haFailpoints = []string{"create.after", "promote.after", "commit.before", "commit.after", "deactivate.before", "revoke.before", "rollback.before"}
 
 // TestHAOwnerKilledAtFailpoint: three instances; the owner is SIGKILLed at
@@ -195,8 +196,11 @@ var haFailpoints = []string{"create.after", "promote.after", "commit.before", "c
 func TestHAOwnerKilledAtFailpoint(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	fps := haFailpoints
-	if os.Getenv("REKEY_TEST_HA_ALL") == "1" {
+	switch {
+	case os.Getenv("REKEY_TEST_HA_ALL") == "1":
 		fps = rotator.Failpoints
+	case testing.Short():
+		fps = []string{"commit.after"}
 	}
 	for _, fp := range fps {
 		t.Run(fp, func(t *testing.T) {
@@ -594,4 +598,36 @@ func (h *haEnv) keyRotation(id string) string {
 		}
 	}
 	return ""
+}
+
+// TestHAJournalWipedIsNotAFirstStart: a journal deleted from etcd (or
+// replaced by another) is never taken for a first start: the instance that
+// used it refuses to run and says what to do.
+func TestHAJournalWipedIsNotAFirstStart(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	h := newHA(t, c, "2s")
+	q := h.q
+	q.seed()
+	h.start("a")
+	h.waitFor("the first rotation is done", 30*time.Second, func() bool {
+		st := h.state()
+		return st.Active == nil && len(st.History) == 1
+	})
+	h.stopAll()
+	h.exited("a")
+	ctx := context.Background()
+	if _, err := h.j.Client().Delete(ctx, h.prefix, clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	out, code := q.rekey("run", "-config", h.dir("a"))
+	if code != ExitRuntime || !strings.Contains(out, "the journal is lost") || !strings.Contains(out, "etcd-journal.marker") {
+		t.Fatalf("start after the journal was wiped from etcd: exit %d\n%s", code, out)
+	}
+	if _, err := h.j.Client().Put(ctx, h.prefix+"journal_id", "another"); err != nil {
+		t.Fatal(err)
+	}
+	out, code = q.rekey("run", "-config", h.dir("a"))
+	if code != ExitRuntime || !strings.Contains(out, "it was replaced") {
+		t.Fatalf("start on another journal: exit %d\n%s", code, out)
+	}
 }

@@ -13,8 +13,10 @@ package etcdjournal
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -305,4 +307,40 @@ func (j *Journal) Close() error {
 		return j.cli.Close()
 	}
 	return nil
+}
+
+// Identity returns the journal's id, stored under <prefix>journal_id when
+// the journal was first used; with create, a journal without one gets one
+// (atomically: of two instances creating it, both get the same id).
+// exists is false when the prefix held no journal id.
+func (j *Journal) Identity(ctx context.Context, create bool) (id string, exists bool, err error) {
+	ctx, cancel := j.op(ctx)
+	defer cancel()
+	key := j.prefix + "journal_id"
+	if !create {
+		r, err := j.cli.Get(ctx, key)
+		if err != nil {
+			return "", false, fmt.Errorf("reading the journal id from etcd: %w", err)
+		}
+		if len(r.Kvs) == 0 {
+			return "", false, nil
+		}
+		return string(r.Kvs[0].Value), true, nil
+	}
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	fresh := hex.EncodeToString(b[:])
+	r, err := j.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, fresh)).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return "", false, fmt.Errorf("creating the journal id in etcd: %w", err)
+	}
+	if r.Succeeded {
+		return fresh, false, nil
+	}
+	kvs := r.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return "", false, errors.New("creating the journal id in etcd: it vanished while being read")
+	}
+	return string(kvs[0].Value), true, nil
 }
