@@ -17,7 +17,6 @@
 package expressgw
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -25,15 +24,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/rekeyhq/rekey/testenv/internal/testproc"
 )
 
 // Version is the Express Gateway version install.sh installs.
@@ -203,11 +202,11 @@ func Start(t testing.TB, backend string) *Gateway {
 	t.Cleanup(func() {
 		g.Stop()
 		if t.Failed() {
-			t.Logf("express gateway log (%s):\n%s", g.LogPath, tail(g.LogPath, 40))
+			t.Logf("express gateway log (%s):\n%s", g.LogPath, testproc.Tail(g.LogPath, 40, nil))
 		}
 	})
 	if err := g.waitReady(60 * time.Second); err != nil {
-		t.Fatalf("express gateway did not start: %v\n%s", err, tail(g.LogPath, 40))
+		t.Fatalf("express gateway did not start: %v\n%s", err, testproc.Tail(g.LogPath, 40, nil))
 	}
 	g.Startup = time.Since(start)
 	t.Logf("express gateway %s ready in %s (admin %s, proxy %s)", Version, g.Startup.Round(time.Millisecond), g.AdminURL, g.ProxyURL)
@@ -370,29 +369,11 @@ func (g *Gateway) Call(ctx context.Context, path, keyID, keySecret string) (int,
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testproc.FreePort()
 	if err != nil {
 		t.Fatalf("finding a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func randomWord() string { return rand.Text() }
-
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
-}
