@@ -631,3 +631,65 @@ func TestHAJournalWipedIsNotAFirstStart(t *testing.T) {
 		t.Fatalf("start on another journal: exit %d\n%s", code, out)
 	}
 }
+
+// TestHARollingRestart: while rotations run, an etcd member is stopped and
+// started again, and every rekey instance in turn is stopped (SIGTERM) and
+// started again, the owner included. Every rotation ends done, each
+// exactly once (unique ids, generations one apart, no two overlapping), and
+// the watcher sees a working key all along.
+func TestHARollingRestart(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	h := newHA(t, c, "2s", `soak  = "500ms"`, `soak  = "2s"`)
+	q := h.q
+	q.seed()
+	stop := q.watch()
+	for _, n := range []string{"a", "b", "c"} {
+		h.start(n)
+	}
+	settled := func(n int) func() bool {
+		return func() bool {
+			st := h.state()
+			return st.Active == nil && len(st.History) == n
+		}
+	}
+	h.waitFor("the first rotation is done", 30*time.Second, settled(1))
+	for i, n := range []string{"a", "b", "c"} {
+		var owner string
+		h.waitFor("an owner", 30*time.Second, func() bool { owner = h.owner(); return owner != "" })
+		if out, code := q.rekey("rotate", "-config", h.dir(owner), "quickstart"); code != 0 {
+			t.Fatalf("rotate through %s: %d\n%s", owner, code, out)
+		}
+		if i == 0 {
+			c.StopMember(2)
+		}
+		d := h.procs[n]
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		if err := d.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("instance %s after SIGTERM: %v\n%s", n, err, d.logs)
+		}
+		h.exited(n)
+		if i == 0 {
+			c.StartMember(t, 2)
+		}
+		h.start(n)
+		h.waitFor(fmt.Sprintf("rotation %d is done", i+2), 40*time.Second, settled(i+2))
+	}
+	st := h.state()
+	seen := map[string]bool{}
+	for i, r := range st.History {
+		if r.Result != "done" || seen[r.ID] || r.Generation != int64(i+1) {
+			t.Fatalf("history %d: %+v (want done, unique, generation %d)", i, r, i+1)
+		}
+		seen[r.ID] = true
+		if i > 0 && r.StartedAt.Before(st.History[i-1].FinishedAt) {
+			t.Fatalf("rotations %d and %d overlap: %+v %+v", i, i+1, st.History[i-1], r)
+		}
+	}
+	status := h.status(h.owner())
+	h.stopAll()
+	for _, v := range stop() {
+		t.Error(v)
+	}
+	q.assertSettledState(status)
+	assertNoCanary(t, "the instances' logs", []byte(h.logs()))
+}
