@@ -630,6 +630,10 @@ func TestHAJournalWipedIsNotAFirstStart(t *testing.T) {
 	if code != ExitRuntime || !strings.Contains(out, "it was replaced") {
 		t.Fatalf("start on another journal: exit %d\n%s", code, out)
 	}
+	out, code = q.rekey("journal", "recover", "-config", h.dir("a"))
+	if code != ExitRuntime || !strings.Contains(out, "restore etcd from a snapshot") {
+		t.Fatalf("journal recover with an etcd journal: exit %d\n%s", code, out)
+	}
 }
 
 // TestHARollingRestart: while rotations run, an etcd member is stopped and

@@ -33,6 +33,10 @@ func (a *app) cmdJournal(args []string) int {
 		return ExitConfig
 	}
 	defer cfg.Connections.Close()
+	if cfg.Journal != nil {
+		fmt.Fprintf(a.stderr, "rekey journal recover: it rebuilds the embedded journal in state_dir; this configuration keeps its journal in etcd (journal \"etcd\"): restore etcd from a snapshot instead\n")
+		return ExitRuntime
+	}
 	if c := control.Dial(cfg.StateDir); c != nil {
 		fmt.Fprintf(a.stderr, "rekey journal recover: a daemon is running on %s: stop it first (if its journal was deleted under it, its log names a rescued copy to restore instead)\n", cfg.StateDir)
 		return ExitRuntime

@@ -346,6 +346,11 @@ func (d *Daemon) loadNext(cur *policies.Config) *policies.Config {
 		next.Connections.Close()
 		return nil
 	}
+	if journalChanged(cur.Journal, next.Journal) {
+		d.log.Error().Msg("reload rejected: the journal block cannot change while running; restart the daemon")
+		next.Connections.Close()
+		return nil
+	}
 	return next
 }
 

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -241,4 +243,15 @@ func checkIdentity(j *etcdjournal.Journal, stateDir, auditPath string) error {
 		return fmt.Errorf("writing %s: %w", marker, err)
 	}
 	return nil
+}
+
+// journalChanged reports whether a reload changes the journal settings,
+// which only a restart may do.
+func journalChanged(a, b *policies.JournalSettings) bool {
+	if a == nil || b == nil {
+		return a != b
+	}
+	x, y := *a, *b
+	x.DefRange, y.DefRange = hcl.Range{}, hcl.Range{}
+	return !reflect.DeepEqual(x, y)
 }
