@@ -163,3 +163,30 @@ func quorumLoss(t *testing.T, c *etcdtest.Cluster) {
 		t.Fatal(err)
 	}
 }
+
+// With https endpoints that require a client certificate, the journal
+// works with ca_file, cert_file and key_file, and is refused without the
+// client certificate.
+func TestEtcdJournalTLS(t *testing.T) {
+	c := etcdtest.StartTLS(t, 1)
+	ctx := context.Background()
+	j, err := etcdjournal.Open(etcdjournal.Config{Endpoints: c.Endpoints(), Prefix: prefix(), CAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if _, err := j.Update(ctx, "p", func(st *rotator.PolicyState) error { st.Generation = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	anon, err := etcdjournal.Open(etcdjournal.Config{Endpoints: c.Endpoints(), Prefix: prefix(), CAFile: c.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, _, err := anon.Get(ctx, "p"); err == nil {
+		t.Fatal("a client without a certificate read the journal")
+	}
+	if _, err := etcdjournal.Open(etcdjournal.Config{Endpoints: c.Endpoints(), CAFile: c.CertFile + ".missing"}); err == nil {
+		t.Fatal("a missing ca_file was accepted")
+	}
+}

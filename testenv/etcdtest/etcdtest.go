@@ -39,6 +39,11 @@ type Cluster struct {
 
 	bin     string
 	initial string
+	// TLS files, set by StartTLS: the CA that signed the members' and the
+	// client's certificates, and the client's certificate and key.
+	CAFile, CertFile, KeyFile string
+	server                    *tlsFiles
+	client                    *http.Client
 }
 
 // Member is one etcd member.
@@ -72,6 +77,18 @@ func Available() bool {
 // healthy, and kills the cluster when the test ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return start(t, n, false)
+}
+
+// StartTLS is Start with https client URLs that require a client
+// certificate signed by the cluster's CA (CAFile, CertFile, KeyFile).
+func StartTLS(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return start(t, n, true)
+}
+
+func start(t testing.TB, n int, withTLS bool) *Cluster {
+	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		if os.Getenv(EnvRequire) == "1" {
@@ -84,13 +101,24 @@ func Start(t testing.TB, n int) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{Dir: dir, bin: bin}
+	c := &Cluster{Dir: dir, bin: bin, client: http.DefaultClient}
+	scheme := "http"
+	if withTLS {
+		files, client, err := makeTLS(dir)
+		if err != nil {
+			os.RemoveAll(dir)
+			t.Fatal(err)
+		}
+		c.server, c.client = files, client
+		c.CAFile, c.CertFile, c.KeyFile = files.ca, files.clientCert, files.clientKey
+		scheme = "https"
+	}
 	var peers []string
 	for i := range n {
 		cp, pp := freePort(t), freePort(t)
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i),
-			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cp),
+			ClientURL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, cp),
 			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", pp),
 			DataDir:   filepath.Join(dir, fmt.Sprintf("m%d.etcd", i)),
 			LogPath:   filepath.Join(dir, fmt.Sprintf("m%d.log", i)),
@@ -145,8 +173,7 @@ func (c *Cluster) launch(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin,
-		"--name", m.Name,
+	args := []string{"--name", m.Name,
 		"--data-dir", m.DataDir,
 		"--listen-client-urls", m.ClientURL,
 		"--advertise-client-urls", m.ClientURL,
@@ -158,7 +185,12 @@ func (c *Cluster) launch(i int) error {
 		"--heartbeat-interval", "50",
 		"--election-timeout", "500",
 		"--logger", "zap",
-	)
+	}
+	if c.server != nil {
+		args = append(args, "--cert-file", c.server.serverCert, "--key-file", c.server.serverKey,
+			"--client-cert-auth", "--trusted-ca-file", c.server.ca)
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LANG=C", "TZ=UTC"}
@@ -224,7 +256,7 @@ func (c *Cluster) WaitHealthy(ctx context.Context, timeout time.Duration) error 
 			if !c.Running(i) {
 				continue
 			}
-			if err := health(ctx, m.ClientURL); err != nil {
+			if err := health(ctx, c.client, m.ClientURL); err != nil {
 				bad = append(bad, fmt.Sprintf("%s: %v", m.Name, err))
 			}
 		}
@@ -239,14 +271,14 @@ func (c *Cluster) WaitHealthy(ctx context.Context, timeout time.Duration) error 
 	}
 }
 
-func health(ctx context.Context, url string) error {
+func health(ctx context.Context, client *http.Client, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/health", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
