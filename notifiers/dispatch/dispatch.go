@@ -145,6 +145,10 @@ func (d *Dispatcher) Start(ctx context.Context) {
 // progress).
 func EventName(e rotator.Event) (name string, ok bool) {
 	switch {
+	case e.Step == rotator.StepExpiry && e.Result == rotator.ResultExpired:
+		return notifiers.EventExpired, true
+	case e.Step == rotator.StepExpiry && e.Result == rotator.ResultExpiring:
+		return notifiers.EventExpiring, true
 	case e.Step == rotator.StepWatch && e.Result == rotator.ResultFailed:
 		return notifiers.EventWatchFailed, true
 	case e.Result == rotator.ResultStuck:
@@ -157,6 +161,8 @@ func EventName(e rotator.Event) (name string, ok bool) {
 		return notifiers.EventFailure, true
 	case e.Step == rotator.StepDrain && e.Result == rotator.ResultWaiting:
 		return notifiers.EventRevokePending, true
+	case e.Reason == rotator.ReasonCompromised && (e.Step == rotator.StepDone || e.Step == rotator.StepRevoke || e.Result == rotator.ResultForced):
+		return notifiers.EventCompromised, true
 	case e.Step == rotator.StepDone && e.Result == rotator.ResultOK:
 		return notifiers.EventSuccess, true
 	}
@@ -179,6 +185,10 @@ func NewMessage(event, hostname string, e rotator.Event) notifiers.Message {
 		Duration:   e.Duration,
 		Error:      e.Error,
 		Manual:     e.Manual,
+		Reason:     e.Reason,
+		Note:       e.Note,
+		ExpiresAt:  e.ExpiresAt,
+		Labels:     e.Labels,
 	}
 	if e.NewKeyID != "" {
 		m.NewKeyID = secret.Mask(e.NewKeyID)
