@@ -166,7 +166,7 @@ func (r *metricsRefresher) run(ctx context.Context) {
 				continue
 			}
 			r.m.SetPolicyState(s.Policy, metrics.PolicyState{ProviderKind: p.Provider.Kind, Next: s.NextDue, KeyCreated: s.KeyCreated,
-				MaxAge: p.Schedule.MaxAge, LastSuccess: s.LastSuccess, Stuck: s.Stuck, Alert: s.Alert != ""})
+				MaxAge: p.Schedule.MaxAge, KeyExpires: s.KeyExpires, Labels: p.Labels, LastSuccess: s.LastSuccess, Stuck: s.Stuck, Alert: s.Alert != ""})
 		}
 		if sdnotify.Enabled() {
 			all := make([]rotator.PolicyStatus, 0, len(r.statuses))
