@@ -253,6 +253,11 @@ func TestHAOwnerKilledAtFailpoint(t *testing.T) {
 			if got := h.metric(other, "rekey_ha_leader"); got != "rekey_ha_leader 0" {
 				t.Fatalf("standby %s: %q", other, got)
 			}
+			for _, n := range []string{next, other} {
+				if code, body := get(t, "http://"+h.listen[n]+"/readyz"); code != 200 {
+					t.Fatalf("/readyz of %s (owner %s): %d %s", n, next, code, body)
+				}
+			}
 			st := h.status(other)
 			h.stopAll()
 			for _, v := range stop() {

@@ -175,7 +175,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listening for metrics and health on %s: %w", cfg.Server.Listen, err)
 		}
-		h := &httpServer{metrics: m, engine: engine, ready: &ready, lost: &lostErr, log: log}
+		h := &httpServer{metrics: m, engine: engine, ready: &ready, lost: &lostErr, log: log, alive: hanode.aliveFunc(engine)}
 		goBG(func() { h.serve(bgCtx, hl) })
 	}
 
@@ -230,7 +230,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if w, ok := sdnotify.NewWatchdog(); ok {
 		w.OnError = func(err error) { log.Warn().Err(err).Msg("watchdog ping failed") }
 		log.Info().Dur("interval", w.Interval()).Msg("systemd watchdog enabled")
-		goBG(func() { w.Run(bgCtx, engine.Alive) })
+		goBG(func() { w.Run(bgCtx, hanode.aliveFunc(engine)) })
 	}
 
 	for {

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -37,6 +38,7 @@ type ha struct {
 	leaseLoss  prometheus.Counter
 	mu         sync.Mutex
 	leadership *etcdjournal.Leadership
+	owning     atomic.Bool
 }
 
 // openHA dials etcd and returns the shared journal in standby: it refuses
@@ -90,10 +92,12 @@ func (h *ha) run(ctx context.Context, engine *rotator.Engine) error {
 			continue
 		}
 		h.journal.SetFence(fence)
+		h.owning.Store(true)
 		h.leader.Set(1)
 		h.log.Warn().Int64("fence_revision", fence.Rev).Msg("this instance owns the policies: reconciling the journal and scheduling")
 		lost := h.own(ctx, engine, l)
 		h.journal.Standby()
+		h.owning.Store(false)
 		h.leader.Set(0)
 		if !lost {
 			return nil
@@ -254,4 +258,15 @@ func journalChanged(a, b *policies.JournalSettings) bool {
 	x, y := *a, *b
 	x.DefRange, y.DefRange = hcl.Range{}, hcl.Range{}
 	return !reflect.DeepEqual(x, y)
+}
+
+// aliveFunc is what the watchdog and /readyz ask: the engine's scheduler
+// loop turning, except on a standby instance (h set, not owning), which
+// runs no scheduler and is alive while it waits in the election. h may be
+// nil (the embedded journal).
+func (h *ha) aliveFunc(engine *rotator.Engine) func() bool {
+	if h == nil {
+		return engine.Alive
+	}
+	return func() bool { return !h.owning.Load() || engine.Alive() }
 }

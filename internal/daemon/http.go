@@ -24,6 +24,10 @@ type httpServer struct {
 	ready   *atomic.Bool
 	lost    *atomic.Pointer[error]
 	log     zerolog.Logger
+	// alive reports the scheduler loop turning (engine.Alive); with a
+	// shared journal a standby instance, which runs no scheduler, is alive
+	// too.
+	alive func() bool
 }
 
 func (h *httpServer) handler() http.Handler {
@@ -35,7 +39,7 @@ func (h *httpServer) handler() http.Handler {
 			http.Error(w, "not ready: journal lost: "+(*p).Error(), http.StatusServiceUnavailable)
 			return
 		}
-		if !h.ready.Load() || !h.engine.Alive() {
+		if !h.ready.Load() || !h.alive() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
