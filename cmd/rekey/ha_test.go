@@ -701,4 +701,30 @@ func TestHARollingRestart(t *testing.T) {
 	}
 	q.assertSettledState(status)
 	assertNoCanary(t, "the instances' logs", []byte(h.logs()))
+	all, err := h.j.Client().Get(context.Background(), h.prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kv []byte
+	for _, x := range all.Kvs {
+		kv = append(append(append(kv, x.Key...), x.Value...), '\n')
+	}
+	assertNoCanary(t, "the journal in etcd", kv)
+	records := 0
+	for _, n := range []string{"a", "b", "c"} {
+		b, _ := os.ReadFile(q.path("state/rekey-" + n + "/audit.log"))
+		assertNoCanary(t, "the audit log of "+n, b)
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if line == "" {
+				continue
+			}
+			records++
+			if !strings.Contains(line, `"instance":"`+n+`"`) {
+				t.Fatalf("an audit record of instance %s does not name it: %s", n, line)
+			}
+		}
+	}
+	if records == 0 {
+		t.Fatal("no audit record in any instance's audit log")
+	}
 }
