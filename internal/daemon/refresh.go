@@ -73,8 +73,14 @@ type metricsRefresher struct {
 	all   bool
 	dirty map[string]bool
 
-	// statuses are the last statuses, by policy (run's goroutine only).
+	// statuses are what the status line and dueAgain need of the last
+	// statuses, by policy (run's goroutine only).
 	statuses map[string]rotator.PolicyStatus
+}
+
+// brief keeps of a status what statusLine and dueAgain read.
+func brief(s rotator.PolicyStatus) rotator.PolicyStatus {
+	return rotator.PolicyStatus{Policy: s.Policy, Configured: s.Configured, Stuck: s.Stuck, NextDue: s.NextDue}
 }
 
 // fullRefresh is how often every policy is refreshed, whatever happened.
@@ -160,7 +166,7 @@ func (r *metricsRefresher) run(ctx context.Context) {
 			clear(r.statuses)
 		}
 		for _, s := range st {
-			r.statuses[s.Policy] = s
+			r.statuses[s.Policy] = brief(s)
 			p, ok := r.e.Policy(s.Policy)
 			if !ok {
 				continue
