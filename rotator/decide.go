@@ -188,12 +188,12 @@ func nextDue(p *policies.Policy, st PolicyState, created time.Time) Decision {
 	var best Decision
 	if p.Schedule.Every > 0 {
 		at := created.Add(p.Schedule.Every).Add(jit)
-		best = Decision{Reason: ReasonAge, Message: fmt.Sprintf("key created %s, every %s", created.Format(time.RFC3339), p.Schedule.Every), At: at}
+		best = Decision{Reason: ReasonAge, Message: fmt.Sprintf("the key was created at %s and is rotated every %s", created.Format(time.RFC3339), policies.FormatDuration(p.Schedule.Every)), At: at}
 	}
 	if p.Schedule.Cron != nil {
 		at := p.Schedule.Cron.Next(created).Add(jit)
 		if best.At.IsZero() || at.Before(best.At) {
-			best = Decision{Reason: ReasonCron, Message: fmt.Sprintf("cron %q after key created %s", p.Schedule.CronExpr, created.Format(time.RFC3339)), At: at}
+			best = Decision{Reason: ReasonCron, Message: fmt.Sprintf("the key was created at %s and is rotated on cron %q", created.Format(time.RFC3339), p.Schedule.CronExpr), At: at}
 		}
 	}
 	return best

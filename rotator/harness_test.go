@@ -574,6 +574,7 @@ func runSequence(cfg seqConfig) (res seqResult) {
 	var prov providers.Provider = hp
 	revoke := policies.Revoke{Soak: 2 * time.Millisecond, WaitUnused: true}
 	switch cfg.shape {
+	case shapeFull:
 	case shapePlain:
 		prov = hplainProv{hp}
 		revoke = policies.Revoke{After: 2 * time.Millisecond}
