@@ -1100,3 +1100,34 @@ func TestReadmeTestCommandListsWhatItInstalls(t *testing.T) {
 		t.Fatalf("found only %d things test-all.sh installs: is the scan broken?", n)
 	}
 }
+
+// TestReadmeHasNoRepeatedPassages: a passage of six or more lines of prose
+// that appears twice is an editing accident (two edits of one section
+// merged), which leaves readers unsure which copy is true. Table rows may
+// repeat (two plugins with the same option).
+func TestReadmeHasNoRepeatedPassages(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	const n = 6
+	first := map[string]int{}
+	for i := 0; i+n <= len(lines); i++ {
+		run := lines[i : i+n]
+		prose := 0
+		for _, l := range run {
+			if l != "" && !strings.HasPrefix(l, "|") {
+				prose += len(l)
+			}
+		}
+		if prose < 200 {
+			continue
+		}
+		key := strings.Join(run, "\n")
+		if j, ok := first[key]; ok {
+			t.Fatalf("README.md lines %d-%d repeat lines %d-%d:\n%s", i+1, i+n, j+1, j+n, key)
+		}
+		first[key] = i
+	}
+}
