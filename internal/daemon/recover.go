@@ -138,9 +138,13 @@ func Rebuild(policy string, keys []plugin.KeyInfo, canList bool, recs []audit.Re
 	}
 	used := map[string]bool{}
 	adoptCurrent := func(k plugin.KeyInfo, why string) {
-		st.CurrentKeyID, st.CurrentKeyCreated = k.ID, k.CreatedAt
+		st.CurrentKeyID, st.CurrentKeyCreated, st.CurrentKeyExpires = k.ID, k.CreatedAt, k.ExpiresAt
 		used[k.ID] = true
-		note("adopt %s (created %s) as the current key: %s", secret.Mask(k.ID), k.CreatedAt.UTC().Format(time.RFC3339), why)
+		expires := ""
+		if !k.ExpiresAt.IsZero() {
+			expires = ", expires " + k.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		note("adopt %s (created %s%s) as the current key: %s", secret.Mask(k.ID), k.CreatedAt.UTC().Format(time.RFC3339), expires, why)
 	}
 	switch {
 	case !ok && len(keys) == 1:

@@ -97,3 +97,44 @@ func TestReadAuditSkipsTornLines(t *testing.T) {
 		t.Fatalf("%v %d %v", recs, skipped, err)
 	}
 }
+
+func TestRebuildKeepsExpiry(t *testing.T) {
+	now := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	exp := now.Add(36 * time.Hour)
+	key := func(id string, expires time.Time) plugin.KeyInfo {
+		return plugin.KeyInfo{ID: id, CreatedAt: now.Add(-time.Hour), ExpiresAt: expires}
+	}
+	done := []audit.Record{
+		rec(1, "r1", rotator.StepCreate, rotator.ResultOK, "KEY-A-1111", "KEY-0-0000"),
+		rec(1, "r1", rotator.StepCommit, rotator.ResultOK, "KEY-A-1111", "KEY-0-0000"),
+		rec(1, "r1", rotator.StepDone, rotator.ResultOK, "KEY-A-1111", "KEY-0-0000"),
+	}
+	beforeCommit := append(append([]audit.Record(nil), done...),
+		rec(2, "r2", rotator.StepCreate, rotator.ResultOK, "KEY-B-2222", "KEY-A-1111"))
+	cases := []struct {
+		name string
+		keys []plugin.KeyInfo
+		recs []audit.Record
+		want time.Time
+	}{
+		{"committed key", []plugin.KeyInfo{key("KEY-A-1111", exp)}, done, exp},
+		{"old key of an uncommitted rotation", []plugin.KeyInfo{key("KEY-A-1111", exp), key("KEY-B-2222", exp.Add(time.Hour))}, beforeCommit, exp},
+		{"only key, no audit", []plugin.KeyInfo{key("KEY-A-1111", exp)}, nil, exp},
+		{"a key that does not expire", []plugin.KeyInfo{key("KEY-A-1111", time.Time{})}, done, time.Time{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rc := Rebuild("p", c.keys, true, c.recs, now)
+			notes := strings.Join(rc.Notes, "\n")
+			if rc.State == nil || rc.State.CurrentKeyID != "KEY-A-1111" {
+				t.Fatalf("state %+v; notes:\n%s", rc.State, notes)
+			}
+			if !rc.State.CurrentKeyExpires.Equal(c.want) {
+				t.Fatalf("CurrentKeyExpires = %s, want %s", rc.State.CurrentKeyExpires, c.want)
+			}
+			if says := strings.Contains(notes, "expires "+exp.Format(time.RFC3339)); says != !c.want.IsZero() {
+				t.Errorf("notes name the expiry: %v, want %v:\n%s", says, !c.want.IsZero(), notes)
+			}
+		})
+	}
+}
