@@ -8,9 +8,14 @@
 // audit file until it is added here on purpose.
 //
 // Durability: each line is written with one write(2) on a file opened with
-// O_APPEND and is fsynced before Record returns. Events are few (a dozen
-// per rotation), so the cost is negligible and a line that Record
-// returned nil for survives a crash or power loss.
+// O_APPEND before Record returns, so it survives the process's death at
+// once. A line that announces an act (a started record), ends a rotation
+// or reports a failure is also fsynced before Record returns, and with it
+// every line written before it (mustSync); the other lines (ok and waiting
+// results of steps) are made durable by the next such line, Reopen or
+// Close, so a power loss can take only those of rotations in flight.
+// Concurrent rotations share fsyncs: one covers every line written before
+// it started.
 //
 // A line is never torn: when a write fails or is short (a full disk, a
 // file size limit), the file is truncated back to its size before the
@@ -118,6 +123,27 @@ type Log struct {
 
 	mu sync.Mutex
 	f  appendFile
+	// written counts the lines written to f (guarded by mu); synced is
+	// the count known durable (guarded by syncMu, taken before mu).
+	written uint64
+	syncMu  sync.Mutex
+	synced  uint64
+}
+
+// mustSync reports whether e's line must be durable before Record
+// returns: every record but the ok and waiting results of a step that
+// does not end the rotation. A started record always is, so the file
+// holds every act (an irreversible one above all) before it happens.
+func mustSync(e rotator.Event) bool {
+	switch e.Result {
+	case rotator.ResultOK, rotator.ResultWaiting:
+		switch e.Step {
+		case rotator.StepDone, rotator.StepRolledBack, rotator.StepFailed:
+			return true
+		}
+		return false
+	}
+	return true
 }
 
 // appendFile is the part of *os.File the log uses; tests replace it to
@@ -166,10 +192,12 @@ func (l *Log) SetInstance(name string) { l.instance = name }
 // Path returns the file's path.
 func (l *Log) Path() string { return l.path }
 
-// Record appends e as one JSON line and fsyncs the file. The line is
+// Record appends e as one JSON line, and fsyncs the file when e must be
+// durable at once (mustSync; see the package documentation). The line is
 // written whole or not at all: after a failed or short write the file is
-// cut back to its previous size. An error means the event is not durably
-// recorded; the caller must not take the next irreversible step.
+// cut back to its previous size. An error means the event is not recorded
+// (or, for a line that must be durable, not durably); the caller must not
+// take the next irreversible step.
 func (l *Log) Record(_ context.Context, e rotator.Event) error {
 	rec := NewRecord(l.host, e)
 	rec.Instance = l.instance
@@ -178,14 +206,23 @@ func (l *Log) Record(_ context.Context, e rotator.Event) error {
 		return l.fail(fmt.Errorf("encoding audit record: %w", err))
 	}
 	line = append(line, '\n')
+	seq, err := l.write(line)
+	if err != nil || !mustSync(e) {
+		return err
+	}
+	return l.syncTo(seq)
+}
+
+// write appends line and returns its sequence number.
+func (l *Log) write(line []byte) (uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
-		return l.fail(fmt.Errorf("writing audit log %s: %w", l.path, os.ErrClosed))
+		return 0, l.fail(fmt.Errorf("writing audit log %s: %w", l.path, os.ErrClosed))
 	}
 	fi, err := l.f.Stat()
 	if err != nil {
-		return l.fail(fmt.Errorf("writing audit log %s: %w", l.path, err))
+		return 0, l.fail(fmt.Errorf("writing audit log %s: %w", l.path, err))
 	}
 	n, err := l.f.Write(line)
 	if err == nil && n != len(line) {
@@ -198,11 +235,31 @@ func (l *Log) Record(_ context.Context, e rotator.Event) error {
 				werr = errors.Join(werr, fmt.Errorf("removing the partial line (%d of %d bytes) from %s: %w", n, len(line), l.path, terr))
 			}
 		}
-		return l.fail(werr)
+		return 0, l.fail(werr)
 	}
-	if err := l.f.Sync(); err != nil {
+	l.written++
+	return l.written, nil
+}
+
+// syncTo makes the lines up to seq durable. One fsync covers every line
+// written before it, so a caller whose line an fsync of another caller
+// already covered returns at once.
+func (l *Log) syncTo(seq uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.synced >= seq {
+		return nil
+	}
+	l.mu.Lock()
+	f, upTo := l.f, l.written
+	l.mu.Unlock()
+	if f == nil {
+		return l.fail(fmt.Errorf("syncing audit log %s: %w", l.path, os.ErrClosed))
+	}
+	if err := f.Sync(); err != nil {
 		return l.fail(fmt.Errorf("syncing audit log %s: %w", l.path, err))
 	}
+	l.synced = upTo
 	return nil
 }
 
@@ -224,25 +281,45 @@ func (l *Log) Reopen() error {
 	if err != nil {
 		return err
 	}
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
 	old := l.f
 	l.f = f
 	l.mu.Unlock()
-	if old != nil {
-		return old.Close()
+	if old == nil {
+		return nil
 	}
+	return errors.Join(l.syncOld(old), old.Close())
+}
+
+// syncOld makes the lines written to old, the file being replaced or
+// closed, durable; syncMu is held.
+func (l *Log) syncOld(old appendFile) error {
+	l.mu.Lock()
+	upTo := l.written
+	l.mu.Unlock()
+	if l.synced >= upTo {
+		return nil
+	}
+	if err := old.Sync(); err != nil {
+		return l.fail(fmt.Errorf("syncing audit log %s: %w", l.path, err))
+	}
+	l.synced = upTo
 	return nil
 }
 
-// Close closes the file. Events observed after Close are reported to
-// OnError and dropped.
+// Close makes every line durable and closes the file. Events observed
+// after Close are reported to OnError and dropped.
 func (l *Log) Close() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.f == nil {
+	f := l.f
+	l.f = nil
+	l.mu.Unlock()
+	if f == nil {
 		return nil
 	}
-	err := l.f.Close()
-	l.f = nil
-	return err
+	return errors.Join(l.syncOld(f), f.Close())
 }
