@@ -36,7 +36,12 @@ func (f *diskFile) Stat() (os.FileInfo, error) {
 	defer f.mu.Unlock()
 	return sizeInfo(len(f.data)), nil
 }
-func (f *diskFile) Truncate(n int64) error { f.mu.Lock(); f.data = f.data[:n]; f.mu.Unlock(); return nil }
+func (f *diskFile) Truncate(n int64) error {
+	f.mu.Lock()
+	f.data = f.data[:n]
+	f.mu.Unlock()
+	return nil
+}
 func (f *diskFile) Sync() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
