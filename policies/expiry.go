@@ -115,7 +115,11 @@ func (ld *loading) crossCheckExpiry(p *Policy, at attrRanges) {
 	}
 	if s.KeyTTL > 0 && p.Provider.Provider != nil {
 		if t, ok := p.Provider.Provider.(providers.KeyTTLTaker); !ok || !t.AcceptsKeyTTL() {
-			ld.diags = append(ld.diags, errAt(at["key_ttl"], "Unsupported key_ttl", fmt.Sprintf("The %s provider of this policy cannot create keys with a lifetime, so key_ttl would be ignored. Remove key_ttl; the providers that honour it are exec (REKEY_KEY_TTL) and vault_approle_secret_id.", p.Provider.Kind)))
+			ld.diags = append(ld.diags, errAt(at["key_ttl"], "Unsupported key_ttl", fmt.Sprintf("The %s provider of this policy cannot create keys with a lifetime, so key_ttl would be ignored. Remove key_ttl; the providers that honour it are exec (REKEY_KEY_TTL), vault_approle_secret_id, postgres (VALID UNTIL), mysql (whole days), kong (ttl) and http (a create request that uses {{ .KeyTTL }} or {{ .ExpiresAt }}).", p.Provider.Kind)))
+		} else if c, ok := p.Provider.Provider.(providers.KeyTTLChecker); ok {
+			if err := c.CheckKeyTTL(s.KeyTTL); err != nil {
+				ld.diags = append(ld.diags, errAt(at["key_ttl"], "Unsupported key_ttl", fmt.Sprintf("The %s provider of this policy cannot create keys with a key_ttl of %s: %s.", p.Provider.Kind, FormatDuration(s.KeyTTL), err)))
+			}
 		}
 	}
 }

@@ -97,7 +97,14 @@ func (p *Alternating) Create(ctx context.Context, rot plugin.Rotation) (plugin.K
 		return plugin.Key{}, err
 	}
 	now := time.Now().UTC().Truncate(time.Second)
+	until, expires, err := validUntil(active, now, rot.KeyTTL)
+	if err != nil {
+		return plugin.Key{}, fmt.Errorf("%s: %w", p.Target(), err)
+	}
 	m := meta{managed: true, policy: rot.Policy, gen: rot.Generation, rotation: rot.ID, created: now, state: stateActive}
+	if rot.KeyTTL > 0 {
+		m.expires = expires
+	}
 	attrs := " LOGIN"
 	if active.inherit {
 		attrs += " INHERIT"
@@ -109,7 +116,7 @@ func (p *Alternating) Create(ctx context.Context, rot plugin.Rotation) (plugin.K
 	} else if standby.createDB {
 		attrs += " NOCREATEDB"
 	}
-	attrs += " CONNECTION LIMIT " + strconv.Itoa(active.connLimit) + " PASSWORD " + literal(verifier)
+	attrs += " CONNECTION LIMIT " + strconv.Itoa(active.connLimit) + " PASSWORD " + literal(verifier) + until
 	err = inTx(ctx, c, func(tx pgx.Tx) error {
 		verb := "ALTER"
 		if !standby.exists {
@@ -145,7 +152,7 @@ func (p *Alternating) Create(ctx context.Context, rot plugin.Rotation) (plugin.K
 	}
 	id := KeyID(standby.name, rot.Generation)
 	zerolog.Ctx(ctx).Info().Str("target", p.Target()).Str("key_id", id).Bool("created_role", !standby.exists).Msg("postgres: gave a new password to the standby role")
-	return plugin.Key{ID: id, Value: p.value(standby.name, pw), CreatedAt: now}, nil
+	return plugin.Key{ID: id, Value: p.value(standby.name, pw), CreatedAt: now, ExpiresAt: expires}, nil
 }
 
 // memberships returns the roles that name is a direct member of, with
@@ -289,9 +296,9 @@ func (p *Alternating) List(ctx context.Context) ([]plugin.KeyInfo, error) {
 		switch {
 		case !r.exists:
 		case r.canLogin:
-			out = append(out, plugin.KeyInfo{ID: KeyID(n, r.gen()), Status: plugin.KeyActive, CreatedAt: r.meta.created, RotationID: r.meta.rotation})
+			out = append(out, plugin.KeyInfo{ID: KeyID(n, r.gen()), Status: plugin.KeyActive, CreatedAt: r.meta.created, RotationID: r.meta.rotation, ExpiresAt: r.validUntil})
 		case r.meta.state == stateInactive:
-			out = append(out, plugin.KeyInfo{ID: KeyID(n, r.gen()), Status: plugin.KeyInactive, CreatedAt: r.meta.created, RotationID: r.meta.rotation})
+			out = append(out, plugin.KeyInfo{ID: KeyID(n, r.gen()), Status: plugin.KeyInactive, CreatedAt: r.meta.created, RotationID: r.meta.rotation, ExpiresAt: r.validUntil})
 		}
 	}
 	if len(out) == 2 && out[1].CreatedAt.Before(out[0].CreatedAt) {

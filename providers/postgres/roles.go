@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/internal/dbadmin"
@@ -25,7 +26,8 @@ const (
 )
 
 // meta is rekey's bookkeeping in a role's comment:
-// "rekey policy=P generation=7 rotation=ID created=RFC3339 state=active".
+// "rekey policy=P generation=7 rotation=ID created=RFC3339 state=active",
+// with "expires=RFC3339" when rekey set the role's VALID UNTIL (key_ttl).
 type meta struct {
 	managed  bool
 	policy   string
@@ -33,6 +35,7 @@ type meta struct {
 	rotation string
 	created  time.Time
 	state    string
+	expires  time.Time
 }
 
 func parseMeta(comment string) meta {
@@ -53,6 +56,8 @@ func parseMeta(comment string) meta {
 			m.created, _ = time.Parse(time.RFC3339, v)
 		case "state":
 			m.state = v
+		case "expires":
+			m.expires, _ = time.Parse(time.RFC3339, v)
 		}
 	}
 	return m
@@ -67,8 +72,12 @@ func (m meta) String() string {
 			return r
 		}, s)
 	}
-	return fmt.Sprintf("rekey policy=%s generation=%d rotation=%s created=%s state=%s",
+	out := fmt.Sprintf("rekey policy=%s generation=%d rotation=%s created=%s state=%s",
 		clean(m.policy), m.gen, clean(m.rotation), m.created.UTC().Format(time.RFC3339), m.state)
+	if !m.expires.IsZero() {
+		out += " expires=" + m.expires.UTC().Format(time.RFC3339)
+	}
+	return out
 }
 
 type role struct {
@@ -77,7 +86,16 @@ type role struct {
 	canLogin, super, repl, bypass bool
 	inherit, createDB             bool
 	connLimit                     int
-	meta                          meta
+	// validUntil is the role's VALID UNTIL (its password stops working
+	// then); zero when it has none or 'infinity'.
+	validUntil time.Time
+	meta       meta
+}
+
+// rekeyExpiry reports whether the role's VALID UNTIL is the one rekey set
+// for a key_ttl (and not one an administrator chose).
+func (r role) rekeyExpiry() bool {
+	return !r.validUntil.IsZero() && r.validUntil.Equal(r.meta.expires)
 }
 
 // gen is the generation of the role's current password: the journaled one,
@@ -91,7 +109,7 @@ func (r role) holds(gen int64) bool {
 
 func readRoles(ctx context.Context, c *pgx.Conn, names ...string) (map[string]role, error) {
 	rows, err := c.Query(ctx, `SELECT rolname, rolcanlogin, rolsuper, rolreplication, rolbypassrls, rolinherit, rolcreatedb, rolconnlimit,
-		COALESCE(shobj_description(oid, 'pg_authid'), '') FROM pg_roles WHERE rolname = ANY($1)`, names)
+		COALESCE(shobj_description(oid, 'pg_authid'), ''), rolvaliduntil FROM pg_roles WHERE rolname = ANY($1)`, names)
 	if err != nil {
 		return nil, err
 	}
@@ -102,11 +120,15 @@ func readRoles(ctx context.Context, c *pgx.Conn, names ...string) (map[string]ro
 	for rows.Next() {
 		var r role
 		var comment string
-		if err := rows.Scan(&r.name, &r.canLogin, &r.super, &r.repl, &r.bypass, &r.inherit, &r.createDB, &r.connLimit, &comment); err != nil {
+		var until pgtype.Timestamptz
+		if err := rows.Scan(&r.name, &r.canLogin, &r.super, &r.repl, &r.bypass, &r.inherit, &r.createDB, &r.connLimit, &comment, &until); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		r.exists = true
+		if until.Valid && until.InfinityModifier == pgtype.Finite {
+			r.validUntil = until.Time.UTC()
+		}
 		r.meta = parseMeta(comment)
 		out[r.name] = r
 	}
@@ -198,3 +220,30 @@ func sessions(ctx context.Context, c *pgx.Conn, name string, before time.Time) (
 	err := c.QueryRow(ctx, q, args...).Scan(&n)
 	return n, err
 }
+
+// validUntil returns the VALID UNTIL clause for a role given a new
+// password at now, and when that password expires (zero: never).
+//   - With a key_ttl, the password expires key_ttl after now.
+//   - Otherwise a VALID UNTIL rekey set for an earlier key_ttl is cleared
+//     ('infinity'), and one an administrator chose on from (the role
+//     itself, or the active role an alternating standby is cloned from) is
+//     kept; a new password on a role whose VALID UNTIL has passed would
+//     not work, so that is refused.
+func validUntil(from role, now time.Time, ttl time.Duration) (clause string, expires time.Time, err error) {
+	if ttl > 0 {
+		expires = now.Add(ttl).UTC().Truncate(time.Second)
+		return " VALID UNTIL " + literal(expires.Format(time.RFC3339)), expires, nil
+	}
+	if from.validUntil.IsZero() || from.rekeyExpiry() {
+		return " VALID UNTIL 'infinity'", time.Time{}, nil
+	}
+	if !from.validUntil.After(now) {
+		return "", time.Time{}, plugin.Permanent(fmt.Errorf("role %s has VALID UNTIL %s, which has passed: a new password would not work; set key_ttl, or run ALTER ROLE %s VALID UNTIL 'infinity'",
+			from.name, from.validUntil.Format(time.RFC3339), ident(from.name)))
+	}
+	return " VALID UNTIL " + literal(from.validUntil.Format(time.RFC3339Nano)), from.validUntil, nil
+}
+
+// AcceptsKeyTTL implements providers.KeyTTLTaker: a policy's key_ttl
+// becomes the new password's VALID UNTIL.
+func (b *base) AcceptsKeyTTL() bool { return true }

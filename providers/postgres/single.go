@@ -43,9 +43,16 @@ func (p *Single) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key, e
 		return plugin.Key{}, err
 	}
 	now := time.Now().UTC().Truncate(time.Second)
+	until, expires, err := validUntil(r, now, rot.KeyTTL)
+	if err != nil {
+		return plugin.Key{}, fmt.Errorf("%s: %w", p.Target(), err)
+	}
 	m := meta{managed: true, policy: rot.Policy, gen: rot.Generation, rotation: rot.ID, created: now, state: stateActive}
+	if rot.KeyTTL > 0 {
+		m.expires = expires
+	}
 	err = inTx(ctx, c, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "ALTER ROLE "+ident(p.role)+" PASSWORD "+literal(verifier)); err != nil {
+		if _, err := tx.Exec(ctx, "ALTER ROLE "+ident(p.role)+" PASSWORD "+literal(verifier)+until); err != nil {
 			return err
 		}
 		return setMeta(ctx, tx, p.role, m)
@@ -54,7 +61,7 @@ func (p *Single) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key, e
 		return plugin.Key{}, p.classify(fmt.Errorf("%s: setting the password of role %s: %w", p.Target(), p.role, err))
 	}
 	zerolog.Ctx(ctx).Info().Str("target", p.Target()).Str("key_id", KeyID(p.role, rot.Generation)).Msg("postgres: set a new password (single role: the previous password no longer works)")
-	return plugin.Key{ID: KeyID(p.role, rot.Generation), Value: p.value(p.role, pw), CreatedAt: now}, nil
+	return plugin.Key{ID: KeyID(p.role, rot.Generation), Value: p.value(p.role, pw), CreatedAt: now, ExpiresAt: expires}, nil
 }
 
 // Delete of an older generation changes nothing: its password was replaced
@@ -104,7 +111,7 @@ func (p *Single) List(ctx context.Context) ([]plugin.KeyInfo, error) {
 	if !r.canLogin {
 		st = plugin.KeyInactive
 	}
-	return []plugin.KeyInfo{{ID: KeyID(p.role, r.gen()), Status: st, CreatedAt: r.meta.created, RotationID: r.meta.rotation}}, nil
+	return []plugin.KeyInfo{{ID: KeyID(p.role, r.gen()), Status: st, CreatedAt: r.meta.created, RotationID: r.meta.rotation, ExpiresAt: r.validUntil}}, nil
 }
 
 // LastUsed reports now while a session opened with an older generation's
