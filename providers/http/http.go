@@ -76,6 +76,8 @@ type requestConfig struct {
 	ID               *string           `hcl:"id,optional"`
 	Value            map[string]string `hcl:"fields,optional"`
 	CreatedAt        *string           `hcl:"created_at,optional"`
+	ExpiresAt        *string           `hcl:"expires_at,optional"`
+	ExpiresIn        *string           `hcl:"expires_in,optional"`
 	Items            *string           `hcl:"items,optional"`
 	Status           *string           `hcl:"status,optional"`
 	ActiveValues     []string          `hcl:"active_values,optional"`
@@ -90,6 +92,8 @@ type requestConfig struct {
 	IDRange         hcl.Range `hcl:"id,attr_range"`
 	ValueRange      hcl.Range `hcl:"fields,attr_range"`
 	CreatedAtRange  hcl.Range `hcl:"created_at,attr_range"`
+	ExpiresAtRange  hcl.Range `hcl:"expires_at,attr_range"`
+	ExpiresInRange  hcl.Range `hcl:"expires_in,attr_range"`
 	ItemsRange      hcl.Range `hcl:"items,attr_range"`
 	StatusRange     hcl.Range `hcl:"status,attr_range"`
 	RotationIDRange hcl.Range `hcl:"rotation_id,attr_range"`
@@ -117,8 +121,8 @@ type opKind struct {
 }
 
 var opKinds = map[string]opKind{
-	"create":     {"create", http.MethodPost, []int{200, 201}, nil, []string{VarRotationID, VarPolicy, VarGeneration, VarOldKeyID}, set("id", "fields", "created_at")},
-	"list":       {"list", http.MethodGet, []int{200}, nil, []string{VarPolicy}, set("id", "items", "status", "active_values", "inactive_values", "created_at", "rotation_id", "rotation_id_prefix", "next")},
+	"create":     {"create", http.MethodPost, []int{200, 201}, nil, []string{VarRotationID, VarPolicy, VarGeneration, VarOldKeyID, VarKeyTTL, VarExpiresAt, VarExpiresAtUnix}, set("id", "fields", "created_at", "expires_at", "expires_in")},
+	"list":       {"list", http.MethodGet, []int{200}, nil, []string{VarPolicy}, set("id", "items", "status", "active_values", "inactive_values", "created_at", "expires_at", "expires_in", "rotation_id", "rotation_id_prefix", "next")},
 	"delete":     {"delete", http.MethodDelete, []int{200, 202, 204}, []int{404, 410}, []string{VarKeyID, VarPolicy}, set("gone_status")},
 	"deactivate": {"deactivate", http.MethodPut, []int{200, 201, 202, 204}, nil, []string{VarKeyID, VarPolicy}, set("gone_status")},
 	"activate":   {"activate", http.MethodPut, []int{200, 201, 202, 204}, nil, []string{VarKeyID, VarPolicy}, set("gone_status")},
@@ -425,6 +429,11 @@ func decodeRequest(env *plugin.Env, rc *requestConfig, k opKind, auth bool) (*Op
 	}
 	op.ID = jp("id", rc.ID, rc.IDRange)
 	op.CreatedAt = jp("created_at", rc.CreatedAt, rc.CreatedAtRange)
+	op.ExpiresAt = jp("expires_at", rc.ExpiresAt, rc.ExpiresAtRange)
+	op.ExpiresIn = jp("expires_in", rc.ExpiresIn, rc.ExpiresInRange)
+	if rc.ExpiresAt != nil && rc.ExpiresIn != nil {
+		errAt(rc.ExpiresInRange, "expires_at and expires_in", "Read a key's expiry either as a time (expires_at) or as the seconds it has left (expires_in), not both.")
+	}
 	op.Items = jp("items", rc.Items, rc.ItemsRange)
 	op.Status = jp("status", rc.Status, rc.StatusRange)
 	op.RotationID = jp("rotation_id", rc.RotationID, rc.RotationIDRange)

@@ -73,6 +73,11 @@ type apiKey struct {
 	CreatedAt int64    `json:"created_at"`
 	Tags      []string `json:"tags"`
 	LastUsed  *string  `json:"last_used"`
+	// ExpiresAt (seconds since 1970) is set by a create body's "ttl"
+	// (seconds) or "expires_at" (seconds since 1970); ExpiresIn is the
+	// seconds left, as answered.
+	ExpiresAt *int64 `json:"expires_at"`
+	ExpiresIn *int64 `json:"expires_in"`
 }
 
 func newKeyAPI(t *testing.T) (*keyAPI, *httptest.Server) {
@@ -105,22 +110,37 @@ func (a *keyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && r.URL.Path == "/v1/keys":
 		var body struct {
-			Tags []string `json:"tags"`
+			Tags      []string `json:"tags"`
+			TTL       *int64   `json:"ttl"`
+			ExpiresAt *int64   `json:"expires_at"`
 		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&body); err != nil || body.TTL != nil && *body.TTL <= 0 {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
 		a.n++
 		k := &apiKey{ID: fmt.Sprintf("key-%03d", a.n), Secret: fmt.Sprintf("%s-%d", canarySecret, a.n), Active: true, CreatedAt: time.Now().Unix(), Tags: body.Tags}
+		switch {
+		case body.TTL != nil:
+			e := k.CreatedAt + *body.TTL
+			k.ExpiresAt = &e
+		case body.ExpiresAt != nil:
+			k.ExpiresAt = body.ExpiresAt
+		}
 		a.keys = append(a.keys, k)
-		m := map[string]any{"id": k.ID, "secret": k.Secret, "created_at": k.CreatedAt, "tags": k.Tags}
+		k.setExpiresIn()
+		m := map[string]any{"id": k.ID, "secret": k.Secret, "created_at": k.CreatedAt, "tags": k.Tags, "expires_at": k.ExpiresAt, "expires_in": k.ExpiresIn}
 		delete(m, a.omit)
 		w.WriteHeader(http.StatusCreated)
 		_ = json.NewEncoder(w).Encode(m)
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/keys":
 		off, _ := strconv.Atoi(r.URL.Query().Get("offset"))
 		end := min(off+a.pageSize, len(a.keys))
+		for _, k := range a.keys {
+			k.setExpiresIn()
+		}
 		page := map[string]any{"data": a.keys[off:end], "next": nil}
 		if end < len(a.keys) {
 			page["next"] = "/v1/keys?offset=" + strconv.Itoa(end)
@@ -149,6 +169,14 @@ func (a *keyAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		w.WriteHeader(http.StatusNotFound)
+	}
+}
+
+func (k *apiKey) setExpiresIn() {
+	k.ExpiresIn = nil
+	if k.ExpiresAt != nil {
+		left := *k.ExpiresAt - time.Now().Unix()
+		k.ExpiresIn = &left
 	}
 }
 

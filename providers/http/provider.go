@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jmespath-community/go-jmespath"
+	"github.com/rs/zerolog"
 
 	"github.com/rekeyhq/rekey/internal/command"
 	"github.com/rekeyhq/rekey/plugin"
@@ -78,6 +79,10 @@ type Op struct {
 	ID        *Path
 	Value     map[string]*Path
 	CreatedAt *Path
+	// ExpiresAt reads when a key expires (a time, null: never); ExpiresIn
+	// reads how many seconds it has left when the answer is read (null:
+	// never). At most one is set.
+	ExpiresAt, ExpiresIn *Path
 	// Items selects the list of keys in a list answer; nil is the answer
 	// itself.
 	Items *Path
@@ -293,6 +298,13 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 	}
 	vars[VarRotationID] = rot.ID
 	vars[VarGeneration] = strconv.FormatInt(rot.Generation, 10)
+	vars[VarKeyTTL], vars[VarExpiresAt], vars[VarExpiresAtUnix] = "", "", ""
+	if rot.KeyTTL > 0 {
+		end := time.Now().Add(rot.KeyTTL).UTC().Truncate(time.Second)
+		vars[VarKeyTTL] = strconv.FormatInt(int64(rot.KeyTTL/time.Second), 10)
+		vars[VarExpiresAt] = end.Format(time.RFC3339)
+		vars[VarExpiresAtUnix] = strconv.FormatInt(end.Unix(), 10)
+	}
 	if uses(op, VarOldKeyID) {
 		old, err := p.oldKeyID(ctx)
 		if err != nil {
@@ -339,7 +351,58 @@ func (p *Provider) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key,
 			created = t
 		}
 	}
-	return plugin.Key{ID: id, Value: fields, CreatedAt: created}, nil
+	expires, err := op.expiry(doc, time.Now())
+	if err != nil {
+		// The key exists and works; rekey counts its expiry from key_ttl.
+		zerolog.Ctx(ctx).Warn().Str("target", p.s.Target).Str("key_id", secret.Mask(id)).Err(err).Msg("http: the create answer's expiry is unreadable")
+	}
+	return plugin.Key{ID: id, Value: fields, CreatedAt: created, ExpiresAt: expires}, nil
+}
+
+// expiry reads when the key in doc expires, from expires_at or
+// expires_in (counted from now); zero when neither is configured or the
+// answer says never.
+func (op *Op) expiry(doc any, now time.Time) (time.Time, error) {
+	switch {
+	case op.ExpiresAt != nil:
+		t, err := parseTime(op.ExpiresAt.search(doc))
+		if err != nil {
+			return time.Time{}, fmt.Errorf("expires_at at %q: %w", op.ExpiresAt.Text, err)
+		}
+		return t, nil
+	case op.ExpiresIn != nil:
+		var secs float64
+		switch v := op.ExpiresIn.search(doc).(type) {
+		case nil:
+			return time.Time{}, nil
+		case float64:
+			secs = v
+		case string:
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return time.Time{}, fmt.Errorf("expires_in at %q: not a number of seconds", op.ExpiresIn.Text)
+			}
+			secs = n
+		default:
+			return time.Time{}, fmt.Errorf("expires_in at %q: not a number of seconds", op.ExpiresIn.Text)
+		}
+		if secs <= 0 {
+			return time.Time{}, nil
+		}
+		return now.Add(time.Duration(secs * float64(time.Second))).UTC().Truncate(time.Second), nil
+	}
+	return time.Time{}, nil
+}
+
+// AcceptsKeyTTL implements providers.KeyTTLTaker: the create request
+// takes a policy's key_ttl when it uses {{ .KeyTTL }}, {{ .ExpiresAt }}
+// or {{ .ExpiresAtUnix }}; create_command receives it as REKEY_KEY_TTL.
+func (p *Provider) AcceptsKeyTTL() bool {
+	if p.s.CreateCommand != nil {
+		return true
+	}
+	op := p.s.Create
+	return op != nil && (uses(op, VarKeyTTL) || uses(op, VarExpiresAt) || uses(op, VarExpiresAtUnix))
 }
 
 func (p *Provider) orphanHint() string {
@@ -504,6 +567,11 @@ func (p *Provider) keyInfo(op *Op, it any) (plugin.KeyInfo, error) {
 		}
 		k.CreatedAt = t
 	}
+	exp, err := op.expiry(it, time.Now())
+	if err != nil {
+		return plugin.KeyInfo{}, fmt.Errorf("key %s: %w", secret.Mask(id), err)
+	}
+	k.ExpiresAt = exp
 	if op.RotationID != nil {
 		k.RotationID = rotationID(op.RotationID.search(it), op.RotationIDPrefix)
 	}
@@ -644,11 +712,15 @@ func (p *Provider) runCreate(ctx context.Context, rot plugin.Rotation) (plugin.K
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%s provider of policy %q: create_command: %w", c.Kind, c.Policy, fmt.Errorf(format, args...))
 	}
-	out, err := p.s.CreateCommand.Run(ctx, []string{
+	env := []string{
 		"REKEY_POLICY=" + policy,
 		"REKEY_ROTATION_ID=" + rot.ID,
 		"REKEY_GENERATION=" + strconv.FormatInt(rot.Generation, 10),
-	})
+	}
+	if rot.KeyTTL > 0 {
+		env = append(env, "REKEY_KEY_TTL="+strconv.FormatInt(int64(rot.KeyTTL/time.Second), 10))
+	}
+	out, err := p.s.CreateCommand.Run(ctx, env)
 	defer clear(out)
 	if err != nil {
 		return plugin.Key{}, fail("%w", err)
@@ -657,6 +729,7 @@ func (p *Provider) runCreate(ctx context.Context, rot plugin.Rotation) (plugin.K
 		ID        string            `json:"id"`
 		Value     map[string]string `json:"value"`
 		CreatedAt string            `json:"created_at"`
+		ExpiresAt string            `json:"expires_at"`
 	}
 	if err := json.Unmarshal(out, &res); err != nil {
 		return plugin.Key{}, plugin.Permanent(fail("stdout is not the JSON object {\"id\", \"value\", \"created_at\"} (not shown: it may carry a secret)"))
@@ -680,5 +753,13 @@ func (p *Provider) runCreate(ctx context.Context, rot plugin.Rotation) (plugin.K
 			created = t
 		}
 	}
-	return plugin.Key{ID: res.ID, Value: fields, CreatedAt: created}, nil
+	var expires time.Time
+	if res.ExpiresAt != "" {
+		t, err := parseTime(res.ExpiresAt)
+		if err != nil {
+			return plugin.Key{}, plugin.Permanent(fail("\"expires_at\" of key %s: %w; %s", secret.Mask(res.ID), err, p.orphanHint()))
+		}
+		expires = t
+	}
+	return plugin.Key{ID: res.ID, Value: fields, CreatedAt: created, ExpiresAt: expires}, nil
 }

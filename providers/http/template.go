@@ -24,6 +24,13 @@ const (
 	VarKeyID      = "KeyID"
 	VarOldKeyID   = "OldKeyID"
 	VarToken      = "Token"
+	// VarKeyTTL, VarExpiresAt and VarExpiresAtUnix are the lifetime a
+	// policy asks new keys to be created with (key_ttl): in seconds, and
+	// the time it ends as RFC 3339 and as seconds since 1970; "" without
+	// key_ttl, so that a create body writes them under {{ if .KeyTTL }}.
+	VarKeyTTL        = "KeyTTL"
+	VarExpiresAt     = "ExpiresAt"
+	VarExpiresAtUnix = "ExpiresAtUnix"
 )
 
 // funcs are the functions templates may call.
