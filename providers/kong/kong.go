@@ -4,7 +4,9 @@
 // machinery with Kong's requests built in: create
 // POST /consumers/{consumer}/key-auth with tags carrying the rotation id
 // (and an optional ttl), list GET /consumers/{consumer}/key-auth following
-// "next", delete DELETE /consumers/{consumer}/key-auth/{id}.
+// "next", delete DELETE /consumers/{consumer}/key-auth/{id}. A key's
+// expiry is read from the ttl Kong shows (the seconds it has left); a
+// policy's key_ttl is sent as ttl when the block sets none.
 //
 // Kong cannot disable a key-auth credential: the provider has no
 // deactivate or last_used, so a revoke soak relies on dependent probes
@@ -18,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -197,6 +200,8 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 	create.WriteString("]")
 	if ttl > 0 {
 		create.WriteString(`, "ttl": ` + strconv.Itoa(ttl))
+	} else {
+		create.WriteString(`{{ if .KeyTTL }}, "ttl": {{ .KeyTTL }}{{ end }}`)
 	}
 	create.WriteString("}")
 	next := "next"
@@ -216,6 +221,7 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 			ID:        httpprov.MustPath("id"),
 			Value:     map[string]*httpprov.Path{FieldKey: httpprov.MustPath("key")},
 			CreatedAt: httpprov.MustPath("created_at"),
+			ExpiresIn: httpprov.MustPath("ttl"),
 		},
 		List: &httpprov.Op{
 			Method:           "GET",
@@ -224,6 +230,7 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 			Items:            httpprov.MustPath("data"),
 			ID:               httpprov.MustPath("id"),
 			CreatedAt:        httpprov.MustPath("created_at"),
+			ExpiresIn:        httpprov.MustPath("ttl"),
 			RotationID:       httpprov.MustPath("tags"),
 			RotationIDPrefix: TagRotationPrefix,
 			Next:             httpprov.MustPath(next),
@@ -234,7 +241,37 @@ func New(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
 			Expect: []int{200, 204},
 		},
 	}
-	return httpprov.NewFromSpec(s), diags
+	return &Provider{Provider: httpprov.NewFromSpec(s).(*httpprov.Provider), ttl: ttl}, diags
+}
+
+// Provider is a kong provider: the http provider's machinery with Kong's
+// requests, and Kong's ttl for key_ttl.
+type Provider struct {
+	*httpprov.Provider
+	ttl int
+}
+
+var (
+	_ providers.KeyTTLTaker   = (*Provider)(nil)
+	_ providers.KeyTTLChecker = (*Provider)(nil)
+)
+
+// AcceptsKeyTTL implements providers.KeyTTLTaker: a policy's key_ttl is
+// sent as the credential's ttl, and Kong deletes the credential then.
+func (p *Provider) AcceptsKeyTTL() bool { return true }
+
+// CheckKeyTTL implements providers.KeyTTLChecker: Kong takes whole seconds
+// up to MaxTTL, and a key_ttl would contradict the provider's own ttl.
+func (p *Provider) CheckKeyTTL(d time.Duration) error {
+	switch {
+	case p.ttl > 0:
+		return fmt.Errorf("the provider's ttl attribute already gives every credential a lifetime of %s; set the lifetime in one place: remove ttl (key_ttl also makes the scheduler count from it) or remove key_ttl", duration.Format(time.Duration(p.ttl)*time.Second))
+	case d%time.Second != 0:
+		return fmt.Errorf("key_ttl must be a whole number of seconds, as Kong's ttl is")
+	case d/time.Second > MaxTTL:
+		return fmt.Errorf("key_ttl must be at most %d seconds (about 3 years), Kong's largest ttl", MaxTTL)
+	}
+	return nil
 }
 
 // escape percent-encodes a path segment fully (consumer names are

@@ -6,7 +6,11 @@
 //
 //   - GET/POST /consumers, GET/DELETE /consumers/{username or id};
 //   - POST /consumers/{c}/key-auth (JSON or form; key generated when
-//     absent; tags; ttl in seconds, after which the credential is gone):
+//     absent; tags; ttl in seconds, after which the credential is gone;
+//     0 is no ttl). Every answer that shows a credential with a ttl shows
+//     the whole seconds it has left, as Kong's database layer computes
+//     them (FLOOR of the stored expiry minus the current time), not the
+//     ttl it was created with:
 //     201 with the credential; 404 {"message":"Not found"} for a missing
 //     consumer; 409 for a key that exists already; 400 for bad input;
 //   - GET /consumers/{c}/key-auth and GET /key-auths: pages of "size"
@@ -82,6 +86,25 @@ type Credential struct {
 	TTL       *int              `json:"ttl"`
 	seq       int
 	expires   time.Time
+}
+
+// shown is a credential as the Admin API shows it at now: ttl is the
+// whole seconds left.
+func shown(k *Credential, now time.Time) *Credential {
+	c := *k
+	if !k.expires.IsZero() {
+		left := int(k.expires.Sub(now) / time.Second)
+		c.TTL = &left
+	}
+	return &c
+}
+
+func (s *Server) shownAll(ks []*Credential) []*Credential {
+	out := make([]*Credential, len(ks))
+	for i, k := range ks {
+		out[i] = shown(k, s.now())
+	}
+	return out
 }
 
 // Entry is one Admin API request and its answer.
@@ -281,7 +304,7 @@ func (s *Server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		case len(parts) == 4 && parts[2] == "key-auth" && r.Method == http.MethodGet:
 			for _, k := range s.live(ws) {
 				if k.Consumer["id"] == c.ID && (k.ID == parts[3] || k.Key == parts[3]) {
-					write(w, http.StatusOK, k)
+					write(w, http.StatusOK, shown(k, s.now()))
 					return
 				}
 			}
@@ -356,7 +379,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, ws *workspace, c
 		k.expires = s.now().Add(time.Duration(*body.TTL) * time.Second)
 	}
 	ws.creds = append(ws.creds, k)
-	write(w, http.StatusCreated, k)
+	write(w, http.StatusCreated, shown(k, s.now()))
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, ws *workspace, c *consumer) {
@@ -387,7 +410,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, ws *workspace, c *
 		start = min(n, len(all))
 	}
 	end := min(start+size, len(all))
-	page := map[string]any{"data": nonNil(all[start:end]), "next": nil}
+	page := map[string]any{"data": nonNil(s.shownAll(all[start:end])), "next": nil}
 	if end < len(all) {
 		nq := url.Values{}
 		for k, v := range q {

@@ -140,6 +140,16 @@ func TestDocumentedBehaviour(t *testing.T) {
 	if proxy(kt["key"].(string)) != http.StatusOK || proxy("") != http.StatusUnauthorized || proxy("nope") != http.StatusUnauthorized {
 		t.Error("the proxy does not answer 200 for a live key and 401 otherwise")
 	}
+	if kt["ttl"] != float64(60) {
+		t.Errorf("the created credential shows ttl %v, want the 60 s it has left", kt["ttl"])
+	}
+	s.SetClock(func() time.Time { return now.Add(45 * time.Second) })
+	if _, got := c.json(http.MethodGet, "/consumers/orders-app/key-auth/"+kt["id"].(string), ""); got["ttl"] != float64(15) {
+		t.Errorf("45 s later the credential shows ttl %v, want the 15 s it has left", got["ttl"])
+	}
+	if _, page := c.json(http.MethodGet, "/consumers/orders-app/key-auth?tags=", ""); !strings.Contains(fmtJSON(page), `"ttl":15`) {
+		t.Errorf("the list shows %s, want ttl 15 for the credential", fmtJSON(page))
+	}
 	s.SetClock(func() time.Time { return now.Add(61 * time.Second) })
 	if proxy(kt["key"].(string)) != http.StatusUnauthorized {
 		t.Error("a credential past its ttl is still accepted")
@@ -170,4 +180,9 @@ func TestDocumentedBehaviour(t *testing.T) {
 	if len(s.Ledger()) == 0 {
 		t.Error("empty ledger")
 	}
+}
+
+func fmtJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
