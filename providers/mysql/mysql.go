@@ -308,6 +308,10 @@ type acct struct {
 	exists  bool
 	locked  bool
 	changed int64
+	// lifetime is the account's password lifetime in days, the server's
+	// default_password_lifetime when the account has none of its own; 0
+	// when passwords never expire.
+	lifetime int64
 	// fp fingerprints the stored password hash: it changes with every
 	// new password, and says nothing about the password.
 	fp string
@@ -315,18 +319,34 @@ type acct struct {
 
 func (k acct) id() string { return k.name + "@" + k.fp }
 
+// expires is when the account's password expires: its last change plus
+// its lifetime; zero when it never does.
+func (k acct) expires() time.Time {
+	if k.lifetime <= 0 || k.changed <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(k.changed, 0).UTC().Add(time.Duration(k.lifetime) * 24 * time.Hour)
+}
+
 func (b *base) read(ctx context.Context, c *sql.Conn, mariadb bool, name string) (acct, error) {
 	a := acct{name: name}
 	var q string
 	var locked sql.NullBool
 	if mariadb {
 		q = `SELECT JSON_EXTRACT(Priv, '$.account_locked') IN ('true', '1'), COALESCE(JSON_VALUE(Priv, '$.password_last_changed'), 0),
-			COALESCE(JSON_VALUE(Priv, '$.authentication_string'), '') FROM mysql.global_priv WHERE User = ? AND Host = ?`
+			COALESCE(JSON_VALUE(Priv, '$.authentication_string'), ''), COALESCE(JSON_VALUE(Priv, '$.password_lifetime'), -1),
+			@@global.default_password_lifetime FROM mysql.global_priv WHERE User = ? AND Host = ?`
 	} else {
-		q = `SELECT account_locked = 'Y', COALESCE(UNIX_TIMESTAMP(password_last_changed), 0), COALESCE(authentication_string, '') FROM mysql.user WHERE User = ? AND Host = ?`
+		q = `SELECT account_locked = 'Y', COALESCE(UNIX_TIMESTAMP(password_last_changed), 0), COALESCE(authentication_string, ''),
+			COALESCE(password_lifetime, -1), @@global.default_password_lifetime FROM mysql.user WHERE User = ? AND Host = ?`
 	}
 	var auth string
-	err := c.QueryRowContext(ctx, q, name, b.userHost).Scan(&locked, &a.changed, &auth)
+	var lifetime, def int64
+	err := c.QueryRowContext(ctx, q, name, b.userHost).Scan(&locked, &a.changed, &auth, &lifetime, &def)
+	a.lifetime = lifetime
+	if lifetime < 0 {
+		a.lifetime = def
+	}
 	a.locked = locked.Bool
 	sum := sha256.Sum256([]byte(auth))
 	a.fp = hex.EncodeToString(sum[:8])
@@ -347,4 +367,34 @@ func ParseKeyID(id string) (string, string, error) {
 		return "", "", plugin.Permanent(fmt.Errorf("%w: %q is not a mysql key id (USER@FINGERPRINT)", plugin.ErrNotFound, id))
 	}
 	return id[:i], id[i+1:], nil
+}
+
+// maxLifetimeDays is the largest PASSWORD EXPIRE INTERVAL.
+const maxLifetimeDays = 65535
+
+// AcceptsKeyTTL implements providers.KeyTTLTaker: a policy's key_ttl
+// becomes the account's PASSWORD EXPIRE INTERVAL, in days.
+func (b *base) AcceptsKeyTTL() bool { return true }
+
+// CheckKeyTTL implements providers.KeyTTLChecker: MariaDB and MySQL
+// expire passwords in whole days.
+func (b *base) CheckKeyTTL(d time.Duration) error {
+	const day = 24 * time.Hour
+	switch {
+	case d%day != 0:
+		return fmt.Errorf("key_ttl must be a whole number of days, such as \"30d\": MariaDB and MySQL expire a password a number of days after it is set (PASSWORD EXPIRE INTERVAL N DAY)")
+	case d/day > maxLifetimeDays:
+		return fmt.Errorf("key_ttl must be at most %d days (PASSWORD EXPIRE INTERVAL's limit)", maxLifetimeDays)
+	}
+	return nil
+}
+
+// expireClause is the password option giving a new password the
+// policy's key_ttl; "" without one (the account's lifetime is kept).
+func expireClause(ttl time.Duration) string {
+	if ttl <= 0 {
+		return ""
+	}
+	days := max(int64(ttl/(24*time.Hour)), 1)
+	return " PASSWORD EXPIRE INTERVAL " + strconv.FormatInt(days, 10) + " DAY"
 }

@@ -50,12 +50,12 @@ func (p *Single) Create(ctx context.Context, rot plugin.Rotation) (plugin.Key, e
 	if a.locked {
 		return plugin.Key{}, plugin.Permanent(fmt.Errorf("%s: account %s is locked: a new password would not work; unlock it or fix username", p.Target(), p.user))
 	}
-	pw, a, err := p.setPassword(ctx, c, mariadb, p.user, "ALTER", "")
+	pw, a, err := p.setPassword(ctx, c, mariadb, p.user, "ALTER", expireClause(rot.KeyTTL))
 	if err != nil {
 		return plugin.Key{}, fmt.Errorf("%s: %w", p.Target(), err)
 	}
 	zerolog.Ctx(ctx).Info().Str("target", p.Target()).Str("key_id", a.id()).Msg("mysql: set a new password (single account: the previous password no longer works)")
-	return plugin.Key{ID: a.id(), Value: p.value(p.user, pw), CreatedAt: time.Unix(a.changed, 0).UTC()}, nil
+	return plugin.Key{ID: a.id(), Value: p.value(p.user, pw), CreatedAt: time.Unix(a.changed, 0).UTC(), ExpiresAt: a.expires()}, nil
 }
 
 // Delete of an older password changes nothing: it was replaced when the
@@ -106,7 +106,7 @@ func (p *Single) List(ctx context.Context) ([]plugin.KeyInfo, error) {
 	if a.locked {
 		st = plugin.KeyInactive
 	}
-	return []plugin.KeyInfo{{ID: a.id(), Status: st, CreatedAt: time.Unix(a.changed, 0).UTC()}}, nil
+	return []plugin.KeyInfo{{ID: a.id(), Status: st, CreatedAt: time.Unix(a.changed, 0).UTC(), ExpiresAt: a.expires()}}, nil
 }
 
 func (p *Alternating) other(name string) string {
@@ -200,7 +200,7 @@ func (p *Alternating) Create(ctx context.Context, rot plugin.Rotation) (plugin.K
 	if !standby.exists {
 		verb = "CREATE"
 	}
-	pw, a, err := p.setPassword(ctx, c, mariadb, standby.name, verb, " ACCOUNT LOCK")
+	pw, a, err := p.setPassword(ctx, c, mariadb, standby.name, verb, " ACCOUNT LOCK"+expireClause(rot.KeyTTL))
 	if err != nil {
 		return plugin.Key{}, fmt.Errorf("%s: %w", p.Target(), err)
 	}
@@ -211,7 +211,7 @@ func (p *Alternating) Create(ctx context.Context, rot plugin.Rotation) (plugin.K
 		return plugin.Key{}, fmt.Errorf("%s: %w", p.Target(), p.classify(fmt.Errorf("unlocking %s: %w", standby.name, err)))
 	}
 	zerolog.Ctx(ctx).Info().Str("target", p.Target()).Str("key_id", a.id()).Bool("created_account", !standby.exists).Msg("mysql: gave a new password to the standby account")
-	return plugin.Key{ID: a.id(), Value: p.value(standby.name, pw), CreatedAt: time.Unix(a.changed, 0).UTC()}, nil
+	return plugin.Key{ID: a.id(), Value: p.value(standby.name, pw), CreatedAt: time.Unix(a.changed, 0).UTC(), ExpiresAt: a.expires()}, nil
 }
 
 // set locks, unlocks or revokes (locks and gives a password nobody knows)
@@ -282,7 +282,7 @@ func (p *Alternating) List(ctx context.Context) ([]plugin.KeyInfo, error) {
 	var out []plugin.KeyInfo
 	for _, n := range p.users {
 		if a := as[n]; a.exists && !a.locked {
-			out = append(out, plugin.KeyInfo{ID: a.id(), Status: plugin.KeyActive, CreatedAt: time.Unix(a.changed, 0).UTC()})
+			out = append(out, plugin.KeyInfo{ID: a.id(), Status: plugin.KeyActive, CreatedAt: time.Unix(a.changed, 0).UTC(), ExpiresAt: a.expires()})
 		}
 	}
 	if len(out) == 2 && out[1].CreatedAt.Before(out[0].CreatedAt) {
