@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -173,6 +174,12 @@ func (r *metricsRefresher) run(ctx context.Context) {
 			}
 			r.m.SetPolicyState(s.Policy, metrics.PolicyState{ProviderKind: p.Provider.Kind, Next: s.NextDue, KeyCreated: s.KeyCreated,
 				MaxAge: p.Schedule.MaxAge, KeyExpires: s.KeyExpires, Labels: p.Labels, LastSuccess: s.LastSuccess, Stuck: s.Stuck, Alert: s.Alert != ""})
+		}
+		if all {
+			// A full refresh reads every policy's journal entry: return
+			// its garbage (and the start-up's, on the first one) to the
+			// system, or the heap keeps its high-water mark resident.
+			debug.FreeOSMemory()
 		}
 		if sdnotify.Enabled() {
 			all := make([]rotator.PolicyStatus, 0, len(r.statuses))

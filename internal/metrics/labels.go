@@ -22,9 +22,11 @@ func (labelsCollector) Describe(chan<- *prometheus.Desc) {}
 func (c labelsCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.m
 	m.mu.Lock()
-	policies := make([]string, 0, len(m.labels))
-	for p := range m.labels {
-		policies = append(policies, p)
+	var policies []string
+	for p, s := range m.policies {
+		if len(s.labels) > 0 {
+			policies = append(policies, p)
+		}
 	}
 	sort.Strings(policies)
 	type row struct {
@@ -33,14 +35,15 @@ func (c labelsCollector) Collect(ch chan<- prometheus.Metric) {
 	rows := make([]row, len(policies))
 	for i, p := range policies {
 		r := row{names: []string{"policy"}, values: []string{p}}
-		keys := make([]string, 0, len(m.labels[p]))
-		for k := range m.labels[p] {
+		labels := m.policies[p].labels
+		keys := make([]string, 0, len(labels))
+		for k := range labels {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
 			r.names = append(r.names, "label_"+promName(k))
-			r.values = append(r.values, m.labels[p][k])
+			r.values = append(r.values, labels[k])
 		}
 		rows[i] = r
 	}

@@ -70,29 +70,70 @@ type PolicyState struct {
 
 // Metrics holds rekey's collectors and their registry. The zero value is
 // not usable; call New. It is safe for concurrent use.
+//
+// The per-policy series are not kept as Prometheus vectors (a dozen
+// allocations per series, about 2.8 KB per policy): each policy has one
+// small record, and policyCollector builds the series at scrape time.
 type Metrics struct {
 	reg *prometheus.Registry
 	now func() time.Time
 
-	lastSuccess   *prometheus.GaugeVec
-	next          *prometheus.GaugeVec
-	keyMaxAge     *prometheus.GaugeVec
-	keyExpiry     *prometheus.GaugeVec
-	stuck         *prometheus.GaugeVec
-	alert         *prometheus.GaugeVec
-	rotations     *prometheus.CounterVec
-	stepDuration  *prometheus.HistogramVec
-	reloadOK      prometheus.Gauge
-	journalOK     prometheus.Gauge
-	reloadTime    prometheus.Gauge
-	buildInfo     *prometheus.GaugeVec
-	notifyFailed  *prometheus.CounterVec
-	keyAgeDesc    *prometheus.Desc
-	mu            sync.Mutex
-	keyCreated    map[string]time.Time
-	providerKinds map[string]string
-	labels        map[string]map[string]string
+	stepDuration *prometheus.HistogramVec
+	reloadOK     prometheus.Gauge
+	journalOK    prometheus.Gauge
+	reloadTime   prometheus.Gauge
+	buildInfo    *prometheus.GaugeVec
+	notifyFailed *prometheus.CounterVec
+
+	mu       sync.Mutex
+	policies map[string]*policySeries
 }
+
+// policySeries is what the per-policy series of one policy export.
+type policySeries struct {
+	// has says which series exist (has* bits).
+	has                                      uint16
+	next, lastSuccess, maxAge, expiry, stuck float64
+	alert                                    float64
+	rotations                                [len(resultIndex)]float64
+	keyCreated                               time.Time
+	kind                                     string
+	labels                                   map[string]string
+}
+
+const (
+	hasNext uint16 = 1 << iota
+	hasLastSuccess
+	hasMaxAge
+	hasExpiry
+	hasStuck
+	hasAlert
+	hasKeyCreated
+	// hasRotations is the bit of Results[0]; Results[i] is hasRotations<<i.
+	hasRotations
+)
+
+// resultIndex maps Results to their index in policySeries.rotations.
+var resultIndex = [...]string{ResultSuccess, ResultFailed, ResultRolledBack, ResultReactivated}
+
+var (
+	descLastSuccess = prometheus.NewDesc("rekey_rotation_last_success_timestamp_seconds",
+		"Unix time at which the policy's last rotation completed.", []string{"policy"}, nil)
+	descNext = prometheus.NewDesc("rekey_rotation_next_timestamp_seconds",
+		"Unix time at which the policy is next due for rotation.", []string{"policy"}, nil)
+	descMaxAge = prometheus.NewDesc("rekey_key_max_age_seconds",
+		"The policy's max_age: a key older than this is overdue.", []string{"policy"}, nil)
+	descExpiry = prometheus.NewDesc("rekey_key_expiry_timestamp_seconds",
+		"Unix time at which the key the policy currently serves expires at its provider; absent for keys that do not expire.", []string{"policy"}, nil)
+	descStuck = prometheus.NewDesc("rekey_policy_stuck",
+		"1 if the policy spent its failure budget and waits for an operator (rekey rotate), else 0.", []string{"policy"}, nil)
+	descAlert = prometheus.NewDesc("rekey_policy_alert",
+		"1 if dependents failed after the policy's old key was revoked (revoke.watch; revocation cannot be undone), until a later rotation commits; else 0.", []string{"policy"}, nil)
+	descRotations = prometheus.NewDesc("rekey_rotations_total",
+		"Rotations that ended, by policy and result (success, failed, rolled_back, reactivated).", []string{"policy", "result"}, nil)
+	descKeyAge = prometheus.NewDesc("rekey_key_age_seconds",
+		"Age of the key the policy currently serves, computed at scrape time.", []string{"policy"}, nil)
+)
 
 var _ rotator.Observer = (*Metrics)(nil)
 
@@ -100,39 +141,9 @@ var _ rotator.Observer = (*Metrics)(nil)
 // a new registry together with the Go runtime and process collectors.
 func New(version string) *Metrics {
 	m := &Metrics{
-		reg:           prometheus.NewRegistry(),
-		now:           time.Now,
-		keyCreated:    map[string]time.Time{},
-		providerKinds: map[string]string{},
-		labels:        map[string]map[string]string{},
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rekey_rotation_last_success_timestamp_seconds",
-			Help: "Unix time at which the policy's last rotation completed.",
-		}, []string{"policy"}),
-		next: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rekey_rotation_next_timestamp_seconds",
-			Help: "Unix time at which the policy is next due for rotation.",
-		}, []string{"policy"}),
-		keyMaxAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rekey_key_max_age_seconds",
-			Help: "The policy's max_age: a key older than this is overdue.",
-		}, []string{"policy"}),
-		keyExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rekey_key_expiry_timestamp_seconds",
-			Help: "Unix time at which the key the policy currently serves expires at its provider; absent for keys that do not expire.",
-		}, []string{"policy"}),
-		stuck: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rekey_policy_stuck",
-			Help: "1 if the policy spent its failure budget and waits for an operator (rekey rotate), else 0.",
-		}, []string{"policy"}),
-		alert: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rekey_policy_alert",
-			Help: "1 if dependents failed after the policy's old key was revoked (revoke.watch; revocation cannot be undone), until a later rotation commits; else 0.",
-		}, []string{"policy"}),
-		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rekey_rotations_total",
-			Help: "Rotations that ended, by policy and result (success, failed, rolled_back, reactivated).",
-		}, []string{"policy", "result"}),
+		reg:      prometheus.NewRegistry(),
+		now:      time.Now,
+		policies: map[string]*policySeries{},
 		stepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "rekey_rotation_step_duration_seconds",
 			Help:    "Duration of rotation steps, by step and provider kind.",
@@ -158,13 +169,11 @@ func New(version string) *Metrics {
 			Name: "rekey_notifications_failed_total",
 			Help: "Notifications not delivered, by notifier kind: failed after every retry, or dropped because the queue was full.",
 		}, []string{"kind"}),
-		keyAgeDesc: prometheus.NewDesc("rekey_key_age_seconds",
-			"Age of the key the policy currently serves, computed at scrape time.", []string{"policy"}, nil),
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(
-		m.lastSuccess, m.next, m.keyMaxAge, m.keyExpiry, m.stuck, m.alert, m.rotations, m.stepDuration,
-		m.reloadOK, m.journalOK, m.reloadTime, m.buildInfo, m.notifyFailed, keyAgeCollector{m}, labelsCollector{m},
+		m.stepDuration, m.reloadOK, m.journalOK, m.reloadTime, m.buildInfo, m.notifyFailed,
+		policyCollector{m}, labelsCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -190,34 +199,57 @@ func (m *Metrics) Observe(_ context.Context, e rotator.Event) {
 	if e.Duration > 0 && e.Result != rotator.ResultStarted {
 		m.stepDuration.WithLabelValues(string(e.Step), m.kind(e.Policy)).Observe(e.Duration.Seconds())
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.policy(e.Policy)
 	switch {
 	case e.Step == rotator.StepDone && e.Result == rotator.ResultOK:
-		m.rotations.WithLabelValues(e.Policy, ResultSuccess).Inc()
-		m.lastSuccess.WithLabelValues(e.Policy).Set(unix(e.Time))
-		m.stuck.WithLabelValues(e.Policy).Set(0)
+		p.count(0)
+		p.set(hasLastSuccess, &p.lastSuccess, unix(e.Time))
+		p.set(hasStuck, &p.stuck, 0)
 	case e.Step == rotator.StepRolledBack || e.Result == rotator.ResultRolledBack:
-		m.rotations.WithLabelValues(e.Policy, ResultRolledBack).Inc()
+		p.count(2)
 	case e.Step == rotator.StepFailed:
-		m.rotations.WithLabelValues(e.Policy, ResultFailed).Inc()
+		p.count(1)
 	case e.Result == rotator.ResultReactivated:
-		m.rotations.WithLabelValues(e.Policy, ResultReactivated).Inc()
+		p.count(3)
 	}
 	if e.Result == rotator.ResultStuck {
-		m.stuck.WithLabelValues(e.Policy).Set(1)
+		p.set(hasStuck, &p.stuck, 1)
 	}
 	switch {
 	case e.Step == rotator.StepWatch && e.Result == rotator.ResultFailed:
-		m.alert.WithLabelValues(e.Policy).Set(1)
+		p.set(hasAlert, &p.alert, 1)
 	case e.Step == rotator.StepCommit && e.Result == rotator.ResultOK:
-		m.alert.WithLabelValues(e.Policy).Set(0)
+		p.set(hasAlert, &p.alert, 0)
 	}
+}
+
+// policy returns the record of a policy, creating it; m.mu is held.
+func (m *Metrics) policy(name string) *policySeries {
+	p := m.policies[name]
+	if p == nil {
+		p = &policySeries{}
+		m.policies[name] = p
+	}
+	return p
+}
+
+func (p *policySeries) set(bit uint16, field *float64, v float64) {
+	p.has |= bit
+	*field = v
+}
+
+func (p *policySeries) count(result int) {
+	p.has |= hasRotations << result
+	p.rotations[result]++
 }
 
 func (m *Metrics) kind(policy string) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if k := m.providerKinds[policy]; k != "" {
-		return k
+	if p := m.policies[policy]; p != nil && p.kind != "" {
+		return p.kind
 	}
 	return "unknown"
 }
@@ -226,55 +258,50 @@ func (m *Metrics) kind(policy string) string {
 // calls it for every policy at start, after each reload, and whenever a
 // policy's next due time, key or stuck state changes.
 func (m *Metrics) SetPolicyState(policy string, s PolicyState) {
-	setOrDelete(m.next, policy, s.Next)
-	setOrDelete(m.keyExpiry, policy, s.KeyExpires)
-	if !s.LastSuccess.IsZero() {
-		m.lastSuccess.WithLabelValues(policy).Set(unix(s.LastSuccess))
-	}
-	if s.MaxAge > 0 {
-		m.keyMaxAge.WithLabelValues(policy).Set(s.MaxAge.Seconds())
-	} else {
-		m.keyMaxAge.DeleteLabelValues(policy)
-	}
-	if s.Stuck {
-		m.stuck.WithLabelValues(policy).Set(1)
-	} else {
-		m.stuck.WithLabelValues(policy).Set(0)
-	}
-	if s.Alert {
-		m.alert.WithLabelValues(policy).Set(1)
-	} else {
-		m.alert.WithLabelValues(policy).Set(0)
-	}
-	for _, r := range Results {
-		m.rotations.WithLabelValues(policy, r)
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	p := m.policy(policy)
+	setOrDelete(p, hasNext, &p.next, s.Next)
+	setOrDelete(p, hasExpiry, &p.expiry, s.KeyExpires)
+	if !s.LastSuccess.IsZero() {
+		p.set(hasLastSuccess, &p.lastSuccess, unix(s.LastSuccess))
+	}
+	if s.MaxAge > 0 {
+		p.set(hasMaxAge, &p.maxAge, s.MaxAge.Seconds())
+	} else {
+		p.has &^= hasMaxAge
+	}
+	p.set(hasStuck, &p.stuck, b2f(s.Stuck))
+	p.set(hasAlert, &p.alert, b2f(s.Alert))
+	for i := range resultIndex {
+		p.has |= hasRotations << i
+	}
 	if s.KeyCreated.IsZero() {
-		delete(m.keyCreated, policy)
+		p.has &^= hasKeyCreated
 	} else {
-		m.keyCreated[policy] = s.KeyCreated
+		p.has |= hasKeyCreated
+		p.keyCreated = s.KeyCreated
 	}
-	m.providerKinds[policy] = s.ProviderKind
+	p.kind = s.ProviderKind
 	if len(s.Labels) == 0 {
-		delete(m.labels, policy)
+		p.labels = nil
 	} else {
-		m.labels[policy] = s.Labels
+		p.labels = s.Labels
 	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // RemovePolicy drops every series of a policy that a reload removed.
 func (m *Metrics) RemovePolicy(policy string) {
-	for _, v := range []*prometheus.GaugeVec{m.next, m.lastSuccess, m.keyMaxAge, m.keyExpiry, m.stuck, m.alert} {
-		v.DeleteLabelValues(policy)
-	}
-	m.rotations.DeletePartialMatch(prometheus.Labels{"policy": policy})
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.keyCreated, policy)
-	delete(m.providerKinds, policy)
-	delete(m.labels, policy)
+	delete(m.policies, policy)
 }
 
 // ConfigLoaded records the outcome of a configuration load or reload at
@@ -304,36 +331,58 @@ func (m *Metrics) NotificationFailed(kind string) {
 	m.notifyFailed.WithLabelValues(kind).Inc()
 }
 
-func setOrDelete(v *prometheus.GaugeVec, policy string, t time.Time) {
+func setOrDelete(p *policySeries, bit uint16, field *float64, t time.Time) {
 	if t.IsZero() {
-		v.DeleteLabelValues(policy)
+		p.has &^= bit
 		return
 	}
-	v.WithLabelValues(policy).Set(unix(t))
+	p.set(bit, field, unix(t))
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
-// keyAgeCollector computes rekey_key_age_seconds at scrape time.
-type keyAgeCollector struct{ m *Metrics }
+// policyCollector exports the per-policy series from the policies'
+// records; rekey_key_age_seconds is computed at scrape time.
+type policyCollector struct{ m *Metrics }
 
-func (c keyAgeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.keyAgeDesc }
+func (policyCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLastSuccess, descNext, descMaxAge, descExpiry, descStuck, descAlert, descRotations, descKeyAge} {
+		ch <- d
+	}
+}
 
-func (c keyAgeCollector) Collect(ch chan<- prometheus.Metric) {
+func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
 	m := c.m
 	m.mu.Lock()
 	now := m.now()
-	policies := make([]string, 0, len(m.keyCreated))
-	for p := range m.keyCreated {
-		policies = append(policies, p)
+	names := make([]string, 0, len(m.policies))
+	for name := range m.policies {
+		names = append(names, name)
 	}
-	sort.Strings(policies)
-	ages := make([]float64, len(policies))
-	for i, p := range policies {
-		ages[i] = now.Sub(m.keyCreated[p]).Seconds()
+	sort.Strings(names)
+	out := make([]prometheus.Metric, 0, len(names)*10)
+	gauge := func(p *policySeries, bit uint16, d *prometheus.Desc, v float64, name string) {
+		if p.has&bit != 0 {
+			out = append(out, prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name))
+		}
+	}
+	for _, name := range names {
+		p := m.policies[name]
+		gauge(p, hasLastSuccess, descLastSuccess, p.lastSuccess, name)
+		gauge(p, hasNext, descNext, p.next, name)
+		gauge(p, hasMaxAge, descMaxAge, p.maxAge, name)
+		gauge(p, hasExpiry, descExpiry, p.expiry, name)
+		gauge(p, hasStuck, descStuck, p.stuck, name)
+		gauge(p, hasAlert, descAlert, p.alert, name)
+		gauge(p, hasKeyCreated, descKeyAge, now.Sub(p.keyCreated).Seconds(), name)
+		for i, r := range resultIndex {
+			if p.has&(hasRotations<<i) != 0 {
+				out = append(out, prometheus.MustNewConstMetric(descRotations, prometheus.CounterValue, p.rotations[i], name, r))
+			}
+		}
 	}
 	m.mu.Unlock()
-	for i, p := range policies {
-		ch <- prometheus.MustNewConstMetric(m.keyAgeDesc, prometheus.GaugeValue, ages[i], p)
+	for _, metric := range out {
+		ch <- metric
 	}
 }
