@@ -4,6 +4,9 @@
 # 403 for a key that was deleted: rekey treats 401 and 403 alike.
 policy "orders-tyk-key" {
   every = "30d"
+  # Sent as the key's "expires" (seconds since 1970): Tyk refuses the key
+  # after 45 days even if rekey lost track of it.
+  key_ttl = "45d"
 
   provider "http" {
     base_url = "https://tyk-gateway.internal:8080"
@@ -24,7 +27,7 @@ policy "orders-tyk-key" {
     create {
       path   = "/tyk/keys/create"
       body   = <<-EOT
-        {"alias": "orders-app", "org_id": "acme", "expires": 0,
+        {"alias": "orders-app", "org_id": "acme", "expires": {{ if .KeyTTL }}{{ .ExpiresAtUnix }}{{ else }}0{{ end }},
          "access_rights": {"orders-api": {"api_id": "orders-api", "api_name": "orders", "versions": ["Default"]}},
          "tags": ["rekey"], "meta_data": {"rekey_rotation_id": {{ json .RotationID }}}}
       EOT

@@ -7,6 +7,9 @@
 # period. Accounts are never dropped.
 policy "billing-db" {
   every = "30d"
+  # Each new password gets PASSWORD EXPIRE INTERVAL 45 DAY (MariaDB and
+  # MySQL count password lifetimes in whole days).
+  key_ttl = "45d"
 
   provider "mysql" {
     host      = "db.internal"

@@ -17,6 +17,9 @@ vault "main" {
 
 policy "orders-db" {
   every = "30d"
+  # Each new password is set with VALID UNTIL 45 days on: a password
+  # rekey lost track of (a crash, a lost journal) still dies by itself.
+  key_ttl = "45d"
 
   provider "postgres" {
     host      = "db.internal"

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -148,14 +149,15 @@ func TestExampleTyk(t *testing.T) {
 		case r.Method == http.MethodPost && r.URL.Path == "/tyk/keys/create":
 			var body struct {
 				MetaData map[string]string `json:"meta_data"`
+				Expires  *int64            `json:"expires"`
 			}
-			if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.MetaData["rekey_rotation_id"] == "" {
+			if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.MetaData["rekey_rotation_id"] == "" || body.Expires == nil {
 				w.WriteHeader(http.StatusBadRequest)
 				return
 			}
 			v.n++
 			hash := fmt.Sprintf("%08x", v.n)
-			v.keys = append(v.keys, map[string]any{"id": hash})
+			v.keys = append(v.keys, map[string]any{"id": hash, "expires": *body.Expires})
 			reply(w, map[string]any{"key": "acme" + strconv.Itoa(v.n) + "deadbeefcafe", "status": "ok", "action": "added", "key_hash": hash})
 		case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, "/tyk/keys/") && r.URL.Query().Get("hashed") == "true":
 			i := v.find(strings.TrimPrefix(r.URL.Path, "/tyk/keys/"))
@@ -176,12 +178,25 @@ func TestExampleTyk(t *testing.T) {
 		"/etc/rekey/tyk-secret":                            tok,
 	})
 	ctx := context.Background()
-	k, err := p.Create(ctx, plugin.Rotation{ID: "rot-1", Policy: "orders-tyk-key"})
+	if tt, ok := p.(providers.KeyTTLTaker); !ok || !tt.AcceptsKeyTTL() {
+		t.Fatal("the Tyk example does not take key_ttl")
+	}
+	k, err := p.Create(ctx, plugin.Rotation{ID: "rot-1", Policy: "orders-tyk-key", KeyTTL: 45 * 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.ID != "00000001" || !strings.HasSuffix(k.Value["api_key"].Reveal(), "deadbeefcafe") {
 		t.Errorf("key %s: the id must be the hash, the value the key", k.ID)
+	}
+	if exp := time.Unix(v.keys[0]["expires"].(int64), 0); exp.Sub(time.Now().Add(45*24*time.Hour)).Abs() > time.Minute {
+		t.Errorf("Tyk was asked to expire the key at %s, want 45 days from now", exp)
+	}
+	k0, err := p.Create(ctx, plugin.Rotation{ID: "rot-0", Policy: "orders-tyk-key"})
+	if err != nil || v.keys[1]["expires"].(int64) != 0 {
+		t.Fatalf("without key_ttl Tyk was asked for expires %v, want 0 (never), %v", v.keys[1]["expires"], err)
+	}
+	if err := p.Delete(ctx, k0.ID); err != nil {
+		t.Fatal(err)
 	}
 	for range 2 {
 		if err := p.Delete(ctx, k.ID); err != nil {
