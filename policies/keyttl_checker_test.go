@@ -1,52 +1,24 @@
 package policies
 
 import (
-	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/hcl/v2"
-
-	"github.com/rekeyhq/rekey/plugin"
-	"github.com/rekeyhq/rekey/providers"
 )
 
-// daysProvider takes key_ttl in whole days only, as the mysql provider
-// does (PASSWORD EXPIRE INTERVAL N DAY).
-type daysProvider struct{}
-
-func (daysProvider) Target() string { return "days:x" }
-func (daysProvider) Create(context.Context, plugin.Rotation) (plugin.Key, error) {
-	return plugin.Key{}, errors.ErrUnsupported
-}
-func (daysProvider) Delete(context.Context, string) error { return nil }
-func (daysProvider) AcceptsKeyTTL() bool                  { return true }
-func (daysProvider) CheckKeyTTL(d time.Duration) error {
-	if d%(24*time.Hour) != 0 {
-		return errors.New("key_ttl must be a whole number of days")
-	}
-	return nil
-}
-
-func init() {
-	providers.Register("test_ttl_days", func(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Diagnostics) {
-		return daysProvider{}, env.Decode(body, &struct{}{})
-	})
-}
-
-// TestKeyTTLChecker: a provider that honours only some lifetimes refuses
-// the others at validate, at the policy's key_ttl.
+// TestKeyTTLChecker: a provider that honours only some lifetimes (here
+// whole days, as mysql) refuses the others at validate, at the policy's
+// key_ttl.
 func TestKeyTTLChecker(t *testing.T) {
 	for ttl, want := range map[string]string{`"2d"`: "", `"36h"`: "whole number of days"} {
 		src := `
 policy "p" {
   every = "30d"
   key_ttl = ` + ttl + `
-  provider "test_ttl_days" {
+  provider "test" {
+    name         = "p"
+    key_ttl_days = true
   }
   sink "test" {
     path = "p.env"

@@ -66,6 +66,7 @@ func newTestProvider(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Di
 		Tags       map[string]string `hcl:"tags,optional"`
 		Deactivate bool              `hcl:"deactivate,optional"`
 		Single     bool              `hcl:"single,optional"`
+		KeyTTLDays bool              `hcl:"key_ttl_days,optional"`
 		Options    []struct {
 			Name  string `hcl:"name,label"`
 			Value string `hcl:"value"`
@@ -88,7 +89,25 @@ func newTestProvider(env *plugin.Env, body hcl.Body) (providers.Provider, hcl.Di
 	if cfg.Single {
 		return singleTestProvider{p}, nil
 	}
+	if cfg.KeyTTLDays {
+		return daysTestProvider{p}, nil
+	}
 	return p, nil
+}
+
+// daysTestProvider takes key_ttl in whole days only, as the mysql
+// provider does (key_ttl_days = true).
+type daysTestProvider struct{ *testProvider }
+
+var _ providers.KeyTTLChecker = daysTestProvider{}
+
+func (daysTestProvider) AcceptsKeyTTL() bool { return true }
+
+func (daysTestProvider) CheckKeyTTL(d time.Duration) error {
+	if d%(24*time.Hour) != 0 {
+		return errors.New("key_ttl must be a whole number of days")
+	}
+	return nil
 }
 
 // singleTestProvider replaces its one key in place (single = true).

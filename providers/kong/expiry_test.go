@@ -72,7 +72,7 @@ func TestKongExpiry(t *testing.T) {
 	}
 	// The listing counts the seconds left from the time it is read (the
 	// test's clock, not the emulator's), so compare the seconds left.
-	left := func(id string) time.Duration { return got[id].Sub(time.Now()) }
+	left := func(id string) time.Duration { return time.Until(got[id]) }
 	if d := left(k2.ID) - 4*time.Hour; d < -10*time.Second || d > 10*time.Second {
 		t.Errorf("listed key_ttl key has %s left, want 4h", left(k2.ID))
 	}
