@@ -17,6 +17,7 @@ import (
 	mrand "math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -417,21 +418,29 @@ func (e *Engine) Advance(ctx context.Context, name string) (Outcome, error) {
 // advanceSlot is Advance for the scheduler: it takes one of the
 // scheduler's slots only once it holds the policy's lock, so that calls
 // waiting for a policy busy elsewhere (rekey rotate) hold no slot.
-func (e *Engine) advanceSlot(ctx context.Context, name string, slots chan struct{}) (Outcome, error) {
+func (e *Engine) advanceSlot(ctx context.Context, name string, slots chan struct{}, waiting *atomic.Int32) (Outcome, error) {
 	p, ok, release := e.usePolicy(name)
 	if !ok {
 		return Outcome{}, fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
 	}
 	defer release()
-	return e.locked(name, func() (Outcome, error) {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return Outcome{}, ctx.Err()
-		}
-		defer func() { <-slots }()
-		return e.advanceLocked(ctx, p, modeScheduled)
-	})
+	l := e.policyLock(name)
+	if !l.TryLock() {
+		// Busy elsewhere (rekey rotate): the scheduler may start another
+		// policy meanwhile.
+		waiting.Add(1)
+		e.wakeUp()
+		l.Lock()
+		waiting.Add(-1)
+	}
+	defer l.Unlock()
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return Outcome{}, ctx.Err()
+	}
+	defer func() { <-slots }()
+	return e.advanceLocked(ctx, p, modeScheduled)
 }
 
 // advanceMode says who advances a policy.

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -130,6 +131,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	results := make(chan result)
 	running := map[string]bool{}
 	sem := make(chan struct{}, MaxConcurrent)
+	// waiting counts the policies started that wait for their lock,
+	// held elsewhere: they do not count against MaxConcurrent.
+	var waiting atomic.Int32
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	timer := time.NewTimer(0)
@@ -140,7 +144,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.mu.Lock()
 		e.lastLoop = time.Now()
 		e.mu.Unlock()
-		if d, ok := q.next(); ok {
+		// At most MaxConcurrent policies are advanced at once; the others
+		// wait in the queue, not in goroutines (10,000 policies due at
+		// start would be 10,000 goroutines, whose memory the runtime keeps).
+		if d, ok := q.next(); ok && len(running)-int(waiting.Load()) < MaxConcurrent {
 			timer.Reset(max(0, d.Sub(e.now())))
 		}
 		select {
@@ -167,7 +174,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			now := e.now()
 			for {
 				it, ok := q.peek()
-				if !ok || it.at.After(now) {
+				if !ok || it.at.After(now) || len(running)-int(waiting.Load()) >= MaxConcurrent {
 					break
 				}
 				heap.Pop(q)
@@ -179,7 +186,7 @@ func (e *Engine) Run(ctx context.Context) error {
 				wg.Add(1)
 				go func(name string) {
 					defer wg.Done()
-					out, err := e.advanceSlot(ctx, name, sem)
+					out, err := e.advanceSlot(ctx, name, sem, &waiting)
 					if ctx.Err() != nil {
 						return
 					}
