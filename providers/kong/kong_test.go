@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -286,6 +287,13 @@ func TestRealKong(t *testing.T) {
 	keys, err := p.(providers.Lister).List(ctx)
 	if err != nil || len(keys) != 1 || keys[0].ID != k.ID || keys[0].RotationID != "real-kong-1" {
 		t.Fatalf("list: %+v, %v", keys, err)
+	}
+	// Kong shows ttl as the seconds left: both expiries are about an hour
+	// from now.
+	for _, exp := range []time.Time{k.ExpiresAt, keys[0].ExpiresAt} {
+		if d := time.Until(exp) - time.Hour; d < -time.Minute || d > time.Minute {
+			t.Errorf("a credential with ttl 1h expires %s (in %s)", exp, time.Until(exp))
+		}
 	}
 	if err := p.Delete(ctx, k.ID); err != nil {
 		t.Fatal(err)
