@@ -97,6 +97,21 @@ func TestMariaDBAlternatingExpiry(t *testing.T) {
 	if err != nil || len(list) != 2 || !list[0].ExpiresAt.IsZero() || !list[1].ExpiresAt.Equal(k.ExpiresAt) {
 		t.Fatalf("List = %+v, %v", list, err)
 	}
+	// The next rotation reuses the locked account (ALTER USER).
+	if err := p.Delete(ctx, list[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := p.Create(ctx, plugin.Rotation{ID: "r2", Generation: 2, KeyTTL: 10 * 24 * time.Hour})
+	if err != nil {
+		t.Fatalf("Create 2: %v", err)
+	}
+	days, changed = lifetime(t, s, "app_a")
+	if !strings.HasPrefix(k2.ID, "app_a@") || days != 10 || !k2.ExpiresAt.Equal(changed.Add(10*24*time.Hour)) {
+		t.Fatalf("key %s expires %s; server lifetime %d days from %s", k2.ID, k2.ExpiresAt, days, changed)
+	}
+	if err := s.Login(ctx, "app_a", k2.Value["password"].Reveal()); err != nil {
+		t.Fatalf("the reused account does not log in: %v", err)
+	}
 }
 
 func TestMariaDBKeyTTLWholeDays(t *testing.T) {
