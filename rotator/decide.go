@@ -29,6 +29,9 @@ const (
 	ReasonBackoff  = "backoff"
 	ReasonStuck    = "stuck"
 	ReasonInFlight = "in_flight"
+	// ReasonUnverified: the current key was kept without verification
+	// after the first rotation failed (PolicyState.CurrentKeyUnverified).
+	ReasonUnverified = "unverified"
 	// ReasonUnknownAge: the key's creation time is in the future and
 	// rekey has no record of when it first saw the key.
 	ReasonUnknownAge = "unknown_age"
@@ -117,6 +120,8 @@ func decide(p *policies.Policy, st PolicyState, created, expires time.Time, dist
 		d = Decision{Due: true, Reason: ReasonUnknownAge, Message: "the key's age is unknown (its creation time is in the future)", At: now}
 	case created.IsZero():
 		d = Decision{Due: true, Reason: ReasonNeverRotated, Message: "no key rotated by rekey yet", At: now}
+	case st.CurrentKeyUnverified:
+		d = Decision{Due: true, Reason: ReasonUnverified, Message: "the current key was kept unverified when the first rotation failed after serving it", At: now}
 	case p.Schedule.MaxAge > 0 && !now.Before(created.Add(p.Schedule.MaxAge)):
 		return Decision{Due: true, Reason: ReasonMaxAge, Message: fmt.Sprintf("key is %s old, over max_age %s: rotating regardless of window", age(now, created), p.Schedule.MaxAge), At: created.Add(p.Schedule.MaxAge)}
 	case !expires.IsZero() && !now.Before(ExpiryDue(p, created, expires)):

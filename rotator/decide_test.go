@@ -50,6 +50,8 @@ func TestDecide(t *testing.T) {
 		{"a key over max_age should rotate even outside the window", policies.Schedule{Every: day, MaxAge: 2 * day, Window: weekdays}, PolicyState{CurrentKeyCreated: mustTime("2026-01-01T00:00:00Z")}, Facts{}, mustTime("2026-01-03T12:00:00Z"), true, ReasonMaxAge, mustTime("2026-01-03T00:00:00Z")},
 		{"backoff after failures should hold a due policy back", every30, PolicyState{CurrentKeyCreated: created, Failures: 2, NotBefore: created.Add(40 * day)}, Facts{}, created.Add(31 * day), false, ReasonBackoff, created.Add(40 * day)},
 		{"a stuck policy should never be due automatically", every30, PolicyState{CurrentKeyCreated: created, Stuck: true, Failures: 5}, Facts{}, created.Add(90 * day), false, ReasonStuck, time.Time{}},
+		{"a key kept unverified should be due at once", every30, PolicyState{CurrentKeyID: "k1", CurrentKeyCreated: created, CurrentKeyUnverified: true}, Facts{}, created.Add(time.Minute), true, ReasonUnverified, created.Add(time.Minute)},
+		{"a key kept unverified should wait for the backoff", every30, PolicyState{CurrentKeyID: "k1", CurrentKeyCreated: created, CurrentKeyUnverified: true, Failures: 1, NotBefore: created.Add(time.Hour)}, Facts{}, created.Add(time.Minute), false, ReasonBackoff, created.Add(time.Hour)},
 		{"a rotation in flight should be continued, not started", every30, PolicyState{Active: &Record{ID: "r1", Step: StepDrain}}, Facts{}, created, false, ReasonInFlight, created},
 	}
 	for _, tc := range tests {

@@ -54,6 +54,11 @@ type Options struct {
 	// commit it rolls back, after it the step is retried later. The
 	// outcome's error wraps ErrAudit.
 	Audit AuditRecorder
+	// InterruptGrace bounds how long a rollback of an interrupted rotation
+	// (its context ended: shutdown, Ctrl-C) keeps proving that no
+	// dependent holds the new key; past it the rollback stays pending and
+	// is finished at the next start (default 10s).
+	InterruptGrace time.Duration
 }
 
 // AuditRecorder writes events to the audit log.
@@ -117,6 +122,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.RecheckInterval <= 0 {
 		opts.RecheckInterval = time.Minute
+	}
+	if opts.InterruptGrace <= 0 {
+		opts.InterruptGrace = 10 * time.Second
 	}
 	e := &Engine{
 		opts:     opts,

@@ -52,6 +52,8 @@ func (e *Engine) start(ctx context.Context, p *policies.Policy, st PolicyState, 
 		plan.Old = []string{st.CurrentKeyID}
 	}
 	r.rec.OldKeyIDs = plan.Old
+	r.rec.NoPreviousKey = st.CurrentKeyID == "" && len(plan.Old) == 0 ||
+		st.CurrentKeyUnverified && (len(plan.Old) == 0 || len(plan.Old) == 1 && plan.Old[0] == st.CurrentKeyID)
 
 	r.rec.Step = StepCreate
 	r.rec.IntentAt = e.now()
@@ -372,6 +374,7 @@ func (r *run) commit(ctx context.Context) (stepResult, error) {
 			st.CurrentKeyCreated = created
 			st.CurrentKeySeen = seen
 			st.CurrentKeyExpires = r.rec.NewKeyExpires
+			st.CurrentKeyUnverified = false
 			st.ExpiryNotified, st.ExpiredNotified = 0, false
 			st.Alert = ""
 			for _, id := range r.rec.OldKeyIDs {

@@ -131,6 +131,7 @@ type harnessStats struct {
 	sequences, events, crashes, rotations atomic.Int64
 	faults                                [numFaultKinds]atomic.Int64
 	shapes                                [numShapes]atomic.Int64
+	fresh                                 atomic.Int64
 	mu                                    sync.Mutex
 	byOp                                  map[string]int64
 	violations                            int64
@@ -156,6 +157,7 @@ func (s *harnessStats) summary() string {
 	for k := harnessShape(0); k < numShapes; k++ {
 		fmt.Fprintf(&b, " %s=%d", k, s.shapes[k].Load())
 	}
+	fmt.Fprintf(&b, "; first rotations with no earlier key: %d", s.fresh.Load())
 	fmt.Fprintf(&b, "; by operation:")
 	s.mu.Lock()
 	ops := make([]string, 0, len(s.byOp))
@@ -202,7 +204,14 @@ type harness struct {
 	reported map[string]bool
 }
 
-func newHarness(seed uint64, stats *harnessStats) *harness {
+// newHarness starts a sequence. A fresh one has no key yet: the
+// dependents hold nothing and its one sink serves nothing until the first
+// rotation (the quickstart's first run). Fresh sequences have one sink:
+// with several, a crash between two promotes of the first rotation leaves
+// one sink empty, and a later rotation that fails cannot prove its
+// dependents back on the earlier state (docs/protocol.md, "A first
+// rotation"): that rollback is stuck, by design, until an operator acts.
+func newHarness(seed uint64, stats *harnessStats, fresh bool) *harness {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	h := &harness{
 		w:      newWorld(nil),
@@ -217,6 +226,10 @@ func newHarness(seed uint64, stats *harnessStats) *harness {
 		reported: map[string]bool{},
 	}
 	h.w.maxKeys = 2
+	if fresh {
+		h.deps = []*dependent{{name: "app-a", sink: "sink:a"}, {name: "app-b", sink: "sink:a"}}
+		return h
+	}
 	seedID := h.w.seed("sink:a", "sink:b")
 	h.deps = []*dependent{{name: "app-a", sink: "sink:a", key: seedID}, {name: "app-b", sink: "sink:b", key: seedID}}
 	return h
@@ -271,6 +284,8 @@ func (h *harness) checkLocked(event string) {
 		k, ok := h.w.keys[d.key]
 		what := ""
 		switch {
+		case d.key == "":
+			continue
 		case !ok:
 			what = "deleted"
 		case !k.active:
@@ -552,6 +567,8 @@ type seqConfig struct {
 	failpoint string
 	// shape is the provider's abilities and the revocation settings.
 	shape harnessShape
+	// fresh starts with no key at all (see newHarness).
+	fresh bool
 }
 
 // seqResult is what one sequence found.
@@ -565,7 +582,7 @@ type seqResult struct {
 // after every plugin call and the absence of secrets in every output after
 // every engine call; then checks the settled state.
 func runSequence(cfg seqConfig) (res seqResult) {
-	h := newHarness(cfg.seed, cfg.stats)
+	h := newHarness(cfg.seed, cfg.stats, cfg.fresh)
 	if cfg.script != nil {
 		h.script = cfg.script
 		h.budget = 0
@@ -583,6 +600,9 @@ func runSequence(cfg seqConfig) (res seqResult) {
 	}
 	if cfg.stats != nil {
 		cfg.stats.shapes[cfg.shape].Add(1)
+		if cfg.fresh {
+			cfg.stats.fresh.Add(1)
+		}
 	}
 	p := &policies.Policy{
 		Name:     "pay",
@@ -600,6 +620,9 @@ func runSequence(cfg seqConfig) (res seqResult) {
 		StepTimeout: 15 * time.Millisecond,
 		MaxFailures: 3,
 		Revoke:      revoke,
+	}
+	if cfg.fresh {
+		p.Sinks = p.Sinks[:1]
 	}
 	var j Journal
 	var dir string
@@ -837,7 +860,7 @@ func TestFaultHarness(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for seed := range seeds {
-					res := runSequence(seqConfig{seed: seed, bolt: seed%16 == 0, stats: stats, shape: harnessShape(seed % uint64(numShapes))})
+					res := runSequence(seqConfig{seed: seed, bolt: seed%16 == 0, stats: stats, shape: harnessShape(seed % uint64(numShapes)), fresh: seed/uint64(numShapes)%4 == 1})
 					stats.sequences.Add(1)
 					if len(res.violations) > 0 {
 						mu.Lock()
@@ -868,7 +891,7 @@ func TestFaultHarness(t *testing.T) {
 				seed, seed, strings.Join(dedupe(res.violations), "\n  "), strings.Join(res.trace, " | "))
 		}
 		if stats.sequences.Load() != int64(n) || stats.faults[faultHangAfter].Load() == 0 || stats.crashes.Load() == 0 ||
-			stats.shapes[shapePlain].Load() == 0 || stats.shapes[shapeNoSoak].Load() == 0 {
+			stats.shapes[shapePlain].Load() == 0 || stats.shapes[shapeNoSoak].Load() == 0 || stats.fresh.Load() == 0 {
 			t.Errorf("the harness did not exercise what it claims: %s", stats.summary())
 		}
 	})
@@ -898,6 +921,71 @@ func TestFaultHarness(t *testing.T) {
 	})
 }
 
+// TestFirstRotationInterrupted: the quickstart's first rotation is
+// killed while it verifies (the sinks and the dependents already have the
+// new key, and there was no key before). The restart rolls back; with no
+// earlier key to prove back in place, the rollback must end (keeping the
+// new key, which a dependent may hold) rather than stay pending forever,
+// and the next rotation must retire that key once its dependents pass with
+// a newer one. Every failpoint from promote on is crashed at, each shape.
+func TestFirstRotationInterrupted(t *testing.T) {
+	var points []string
+	for _, fp := range Failpoints {
+		if strings.HasPrefix(fp, "promote.") || strings.HasPrefix(fp, "reload.") || strings.HasPrefix(fp, "verify.") || strings.HasPrefix(fp, "rollback.") {
+			points = append(points, fp)
+		}
+	}
+	if len(points) < 4 {
+		t.Fatalf("failpoints %v: want promote, reload, verify and rollback points", Failpoints)
+	}
+	for _, fp := range points {
+		for shape := harnessShape(0); shape < numShapes; shape++ {
+			t.Run(fp+"/"+shape.String(), func(t *testing.T) {
+				stats := &harnessStats{byOp: map[string]int64{}}
+				res := runSequence(seqConfig{seed: 7, stats: stats, shape: shape, fresh: true, failpoint: fp,
+					script: func(string, int) faultKind { return faultNone }})
+				for _, v := range dedupe(res.violations) {
+					t.Error(v)
+				}
+				if stats.crashes.Load() == 0 && !strings.HasPrefix(fp, "rollback.") {
+					t.Errorf("no crash at %s: the test did not exercise it", fp)
+				}
+				if t.Failed() {
+					t.Logf("trace: %s", strings.Join(res.trace, " | "))
+				}
+			})
+		}
+	}
+}
+
+// TestFirstRotationRolledBackKeepsKey: the first rotation's reload hook
+// gives the dependents the new key and hangs. With no earlier key to go
+// back to, the key stays served as the current key, unverified (rolling
+// back would serve nothing and strand the dependents that hold it); the
+// next rotation replaces it and retires it only after its proof.
+func TestFirstRotationRolledBackKeepsKey(t *testing.T) {
+	stats := &harnessStats{byOp: map[string]int64{}}
+	res := runSequence(seqConfig{seed: 3, stats: stats, fresh: true, script: func(op string, n int) faultKind {
+		switch {
+		case op == opReload && n == 0:
+			return faultHangAfter // the dependents got the new key, then the hook hung
+		case op == opReload && n == 1:
+			return faultErrBefore // the reload after restoring the sinks fails
+		}
+		return faultNone
+	}})
+	for _, v := range dedupe(res.violations) {
+		t.Error(v)
+	}
+	trace := strings.Join(res.trace, " | ")
+	if !strings.Contains(trace, "rotate: rolled_back") || !strings.Contains(trace, "rotate: done") {
+		t.Errorf("the first rotation should end rolled back (its key kept) and the next one done; trace: %s", trace)
+	}
+	if t.Failed() {
+		t.Logf("trace: %s", trace)
+	}
+}
+
 func dedupe(s []string) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -913,7 +1001,7 @@ func dedupe(s []string) []string {
 // TestFaultHarnessDetects shows that the harness's checks can fail: a key
 // deleted under the dependents and the sinks is reported for each of them.
 func TestFaultHarnessDetects(t *testing.T) {
-	h := newHarness(1, &harnessStats{byOp: map[string]int64{}})
+	h := newHarness(1, &harnessStats{byOp: map[string]int64{}}, false)
 	h.w.mu.Lock()
 	id := h.deps[0].key
 	h.w.keys[id].active = false

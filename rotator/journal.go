@@ -43,6 +43,11 @@ type PolicyState struct {
 	// CurrentKeyExpires is when the current key expires at the provider
 	// (zero: never, or unknown).
 	CurrentKeyExpires time.Time `json:"current_key_expires,omitzero"`
+	// CurrentKeyUnverified marks a current key that no rotation verified:
+	// a first rotation failed after a sink served its key, and with nothing
+	// before it to go back to, the key was kept (see Record.NoPreviousKey).
+	// The policy is due again at once (after the backoff).
+	CurrentKeyUnverified bool `json:"current_key_unverified,omitempty"`
 	// ExpiryNotified is the smallest expiring threshold already notified
 	// for the current key (ExpiredNotified: the key expired and that was
 	// notified); both reset when a rotation commits.
@@ -98,6 +103,10 @@ type Record struct {
 	// ForceRevoke revokes the old key of a compromised rotation even when
 	// the dependents do not pass with the new key (-force-revoke).
 	ForceRevoke bool `json:"force_revoke,omitempty"`
+	// NoPreviousKey is set when no verified key was in use before this
+	// rotation: a first rotation (no key found at the provider), or one
+	// replacing a key kept unverified (PolicyState.CurrentKeyUnverified).
+	NoPreviousKey bool `json:"no_previous_key,omitempty"`
 	// OldKeyIDs are the keys this rotation retires after commit.
 	OldKeyIDs []string `json:"old_key_ids,omitempty"`
 	// Sinks maps each sink location to its versions.

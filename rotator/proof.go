@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/rekeyhq/rekey/plugin"
 	"github.com/rekeyhq/rekey/probes"
@@ -54,4 +56,32 @@ func (r *run) proveNewKeyServed(ctx context.Context, step Step) error {
 	}
 	r.emit(ctx, step, ResultStuck, 0, err)
 	return err
+}
+
+// graceContext is the context of the last part of a rollback (reloads and
+// the proof), which must outlive its caller's cancellation long enough to
+// end cleanly but must not hold a shutdown for the whole patience of the
+// probes: it ends Options.InterruptGrace after ctx ends.
+func (e *Engine) graceContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	done := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			timer = time.AfterFunc(e.opts.InterruptGrace, cancel)
+		}
+	})
+	return gctx, func() {
+		stop()
+		mu.Lock()
+		done = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }

@@ -38,6 +38,9 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 	if err := r.e.fp.hit(rctx, "rollback.before"); err != nil {
 		return r.rollbackPending(rctx, cause, err)
 	}
+	if r.nothingBefore() {
+		return r.keepNewKey(rctx, cause)
+	}
 	rot := r.rotation()
 	var errs []error
 	for i := len(r.p.Sinks) - 1; i >= 0; i-- {
@@ -120,7 +123,8 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 // reload that failed or timed out may have applied the new key before it
 // failed: its outcome is unknown, and the new key must stay.
 func (r *run) proveOldKeyServed(ctx context.Context) error {
-	pctx := context.WithoutCancel(ctx)
+	pctx, cancel := r.e.graceContext(ctx)
+	defer cancel()
 	if err := r.runReloads(pctx); err != nil {
 		return fmt.Errorf("re-running the reload hooks after restoring the previous value failed, so a dependent may still hold the new key (outcome unknown): %w", err)
 	}
@@ -132,6 +136,81 @@ func (r *run) proveOldKeyServed(ctx context.Context) error {
 		return fmt.Errorf("dependents do not pass with the restored previous value, so one may still hold the new key: %w", err)
 	}
 	return nil
+}
+
+// nothingBefore reports whether the rotation failed after a sink may have
+// served its key although nothing came before it: no key known to rekey or
+// found at the provider, and every sink empty.
+func (r *run) nothingBefore() bool {
+	if !r.rec.NoPreviousKey || !r.rec.Promoted || r.rec.NewKeyID == "" {
+		return false
+	}
+	for _, sr := range r.rec.Sinks {
+		if sr.Prev != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// keepNewKey ends such a rotation without rolling back. Restoring the sinks
+// would serve nothing, which helps no dependent and strands one that
+// already uses the new key; deleting the key would need the proof that no
+// dependent holds it, which nothing can give. So the key stays served and
+// becomes the current key, marked unverified: the policy is due again at
+// once (after the backoff), and the next rotation replaces the key by the
+// whole protocol, retiring it only after its dependents pass with the new
+// one.
+func (r *run) keepNewKey(ctx context.Context, cause error) (Outcome, error) {
+	kept := fmt.Errorf("%w; there was no earlier key to go back to, so the sinks keep serving the new key %s as the current key, unverified; the next rotation replaces it", cause, secret.Mask(r.rec.NewKeyID))
+	if err := r.e.fp.hit(ctx, "rollback.after"); err != nil {
+		return r.rollbackPending(ctx, cause, err)
+	}
+	var unserved []string
+	for _, id := range r.rec.OldKeyIDs {
+		// An earlier unverified key that no sink served (every sink was
+		// empty before this rotation): no dependent can hold it.
+		err := r.e.retry(ctx, r.p, func(ctx context.Context) error { return r.p.Provider.Provider.Delete(ctx, id) })
+		if err != nil && !errors.Is(err, plugin.ErrNotFound) {
+			r.log.Warn().Err(r.clean(err)).Str("key", secret.Mask(id)).Msg("could not delete the earlier unverified key, which no sink served; it is deleted before the next rotation")
+			unserved = append(unserved, id)
+		}
+	}
+	r.e.takeLive(r.rec.ID, true)
+	r.rec.Result = string(StepRolledBack)
+	r.rec.Step = StepRolledBack
+	r.rec.FinishedAt = r.e.now()
+	seen := r.rec.NewKeySeen
+	if seen.IsZero() {
+		seen = r.rec.FinishedAt
+	}
+	st, err := r.e.journal.Update(ctx, r.p.Name, func(st *PolicyState) error {
+		st.CurrentKeyID = r.rec.NewKeyID
+		st.CurrentKeyCreated = r.rec.NewKeyCreated
+		st.CurrentKeySeen = seen
+		st.CurrentKeyExpires = r.rec.NewKeyExpires
+		st.CurrentKeyUnverified = true
+		for _, id := range unserved {
+			if !contains(st.Retired, id) {
+				st.Retired = append(st.Retired, id)
+			}
+		}
+		if r.rec.Interrupted {
+			st.LastError = kept.Error()
+		} else {
+			r.e.recordFailure(st, r.p, kept)
+		}
+		st.LastResult = string(StepRolledBack)
+		st.finish(r.rec)
+		return nil
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	r.log.Warn().Str("new_key", secret.Mask(r.rec.NewKeyID)).Msg("the first rotation failed after serving its key, with no earlier key to go back to: the key stays served as the current key, unverified, and is replaced by the next rotation")
+	r.emit(ctx, StepRolledBack, ResultRolledBack, 0, kept)
+	r.finishSinks(ctx)
+	return r.outcome(OutcomeRolledBack, kept, st.NotBefore), nil
 }
 
 // rollbackStuck keeps both keys: the rollback could not prove that no
