@@ -569,7 +569,12 @@ func (e *Engine) emit(ctx context.Context, ev Event) {
 // States returns the journaled state of every configured policy, in load
 // order, followed by journal entries of policies no longer configured.
 func (e *Engine) States(ctx context.Context) ([]PolicyState, error) {
-	all, err := e.journal.List(ctx)
+	return e.states(ctx, e.journal.List)
+}
+
+// states is States over list: the journal's List, or listHot.
+func (e *Engine) states(ctx context.Context, list func(context.Context) ([]PolicyState, error)) ([]PolicyState, error) {
+	all, err := list(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -37,7 +37,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 // logNext logs, for every configured policy, what happens next and when:
 // after a restart the operator sees backoff, stuck and due times at once.
 func (e *Engine) logNext(ctx context.Context) {
-	states, err := e.States(ctx)
+	states, err := e.states(ctx, e.listHot)
 	if err != nil {
 		return
 	}

@@ -125,7 +125,7 @@ type InFlight struct {
 
 // Status reports every policy from the journal alone (no provider calls).
 func (e *Engine) Status(ctx context.Context) ([]PolicyStatus, error) {
-	states, err := e.States(ctx)
+	states, err := e.states(ctx, e.listHot)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (e *Engine) StatusOf(ctx context.Context, names []string) ([]PolicyStatus, 
 	now := e.now()
 	out := make([]PolicyStatus, 0, len(names))
 	for _, n := range names {
-		st, _, err := e.journal.Get(ctx, n)
+		st, _, err := e.getHot(ctx, n)
 		if err != nil {
 			return nil, err
 		}
