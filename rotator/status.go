@@ -37,6 +37,12 @@ type PolicyStatus struct {
 	LastSuccess time.Time         `json:"last_success,omitzero"`
 	Failures    int               `json:"failures,omitempty"`
 	Stuck       bool              `json:"stuck"`
+	// KeyUnverified marks a current key kept unverified after a first
+	// rotation failed (PolicyState.CurrentKeyUnverified).
+	KeyUnverified bool `json:"key_unverified,omitempty"`
+	// Owner is the instance that owns the policy, with journal "etcd"
+	// (filled in by the status command; empty for the embedded journal).
+	Owner string `json:"owner,omitempty"`
 	// Alert says what dependents showed after an old key was revoked
 	// (revoke.watch); it stays until a later rotation commits.
 	Alert string `json:"alert,omitempty"`
@@ -156,7 +162,7 @@ func (e *Engine) StatusOf(ctx context.Context, names []string) ([]PolicyStatus, 
 func (e *Engine) statusOf(st PolicyState, now time.Time) PolicyStatus {
 	ps := PolicyStatus{
 		Policy: st.Policy, Generation: st.Generation, LastResult: st.LastResult, LastError: st.LastError,
-		LastSuccess: st.LastSuccess, Failures: st.Failures, Stuck: st.Stuck, Alert: st.Alert,
+		LastSuccess: st.LastSuccess, Failures: st.Failures, Stuck: st.Stuck, KeyUnverified: st.CurrentKeyUnverified, Alert: st.Alert,
 	}
 	if st.CurrentKeyID != "" {
 		ps.CurrentKey = secret.Mask(st.CurrentKeyID)

@@ -218,6 +218,7 @@ func (a *app) cmdStatus(args []string) int {
 		st = selectStatus(cfg, sel, st)
 	}
 	if *asJSON {
+		fillOwner(cfg, st)
 		return a.printJSON(st)
 	}
 	writeStatus(a.stdout, st, time.Now())

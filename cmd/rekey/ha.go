@@ -6,8 +6,39 @@ import (
 	"strings"
 
 	"github.com/rekeyhq/rekey/policies"
+	"github.com/rekeyhq/rekey/rotator"
 	"github.com/rekeyhq/rekey/rotator/etcdjournal"
 )
+
+// ownership reads, from a shared journal (journal "etcd"), the instance
+// that owns every policy ("" when none does) and the instances alive.
+func ownership(ctx context.Context, js *policies.JournalSettings) (owner string, alive []string, err error) {
+	cli, err := etcdjournal.Dial(etcdjournal.Config{Endpoints: js.Endpoints, CAFile: js.CAFile, CertFile: js.CertFile, KeyFile: js.KeyFile})
+	if err != nil {
+		return "", nil, err
+	}
+	defer cli.Close()
+	if owner, err = etcdjournal.Owner(ctx, cli, js.Prefix); err != nil {
+		return "", nil, err
+	}
+	alive, err = etcdjournal.Instances(ctx, cli, js.Prefix)
+	return owner, alive, err
+}
+
+// fillOwner sets the owner of every policy in st, for status -json, with
+// journal "etcd". It does nothing for the embedded journal.
+func fillOwner(cfg *policies.Config, st []rotator.PolicyStatus) {
+	if cfg.Journal == nil {
+		return
+	}
+	owner, _, err := ownership(context.Background(), cfg.Journal)
+	if err != nil || owner == "" {
+		owner = "none"
+	}
+	for i := range st {
+		st[i].Owner = owner
+	}
+}
 
 // writeOwnership prints, under the status table of a shared journal
 // (journal "etcd"), the instance that owns every policy and the instances
@@ -17,26 +48,18 @@ func (a *app) writeOwnership(cfg *policies.Config) {
 	if js == nil {
 		return
 	}
-	cli, err := etcdjournal.Dial(etcdjournal.Config{Endpoints: js.Endpoints, CAFile: js.CAFile, CertFile: js.CertFile, KeyFile: js.KeyFile})
-	if err != nil {
+	owner, alive, err := ownership(context.Background(), js)
+	if err != nil && owner == "" {
 		fmt.Fprintf(a.stdout, "\nowner: unknown (%v)\n", err)
 		return
 	}
-	defer cli.Close()
-	ctx := context.Background()
-	owner, err := etcdjournal.Owner(ctx, cli, js.Prefix)
-	switch {
-	case err != nil:
-		fmt.Fprintf(a.stdout, "\nowner: unknown (%v)\n", err)
-		return
-	case owner == "":
+	if owner == "" {
 		owner = "none (no instance owns the policies: none runs, or etcd has no quorum)"
 	}
 	fmt.Fprintf(a.stdout, "\nowner of every policy: %s (journal \"etcd\", prefix %s)\n", owner, js.Prefix)
-	inst, err := etcdjournal.Instances(ctx, cli, js.Prefix)
 	if err != nil {
 		fmt.Fprintf(a.stdout, "instances alive: unknown (%v)\n", err)
 		return
 	}
-	fmt.Fprintf(a.stdout, "instances alive: %s\n", strings.Join(inst, ", "))
+	fmt.Fprintf(a.stdout, "instances alive: %s\n", strings.Join(alive, ", "))
 }

@@ -247,6 +247,9 @@ func TestHAOwnerKilledAtFailpoint(t *testing.T) {
 			if !strings.Contains(text, "owner of every policy: "+next) || !strings.Contains(text, "instances alive: b, c") {
 				t.Fatalf("status through %s does not name the owner %s and the instances alive (b, c):\n%s", other, next, text)
 			}
+			if text, _ := q.rekey("status", "-json", "-config", h.dir(other)); !strings.Contains(text, fmt.Sprintf(`"owner": %q`, next)) {
+				t.Fatalf("status -json through %s does not name the owner %s:\n%s", other, next, text)
+			}
 			if got := h.metric(next, "rekey_ha_leader"); got != "rekey_ha_leader 1" {
 				t.Fatalf("owner %s: %q", next, got)
 			}
