@@ -98,7 +98,12 @@ func FromOutcome(o rotator.Outcome, err error) Outcome {
 // Server serves the control API for one engine.
 type Server struct {
 	Engine *rotator.Engine
-	srv    *http.Server
+	// Scope, when set, gives the context every rotation asked through the
+	// socket runs in. The daemon of a shared journal (journal "etcd") ends
+	// it when the instance loses ownership of the policies, so that such a
+	// rotation stops before its next external call, as the scheduler's do.
+	Scope func(ctx context.Context) (context.Context, context.CancelFunc)
+	srv   *http.Server
 	// handlers counts requests being answered; Serve returns only after
 	// they all returned, so that a rotation started through the socket
 	// never runs after its daemon closed what it uses.
@@ -286,7 +291,13 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
 		}
 	}))()
 	opts := rotator.RotateOptions{UntilDone: req.UntilDone, Compromised: req.Compromised, Note: req.Note, ForceRevoke: req.ForceRevoke}
-	s.Engine.RotateEach(r.Context(), names, opts, func(i int, o rotator.Outcome, err error) {
+	ctx := r.Context()
+	if s.Scope != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = s.Scope(ctx)
+		defer cancel()
+	}
+	s.Engine.RotateEach(ctx, names, opts, func(i int, o rotator.Outcome, err error) {
 		out := FromOutcome(o, err)
 		if out.Policy == "" {
 			out.Policy = names[i]

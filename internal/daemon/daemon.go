@@ -191,6 +191,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	srv := &control.Server{Engine: engine}
+	if hanode != nil {
+		srv.Scope = hanode.scope
+	}
 	work.Add(1)
 	go func() {
 		defer work.Done()

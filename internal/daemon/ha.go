@@ -137,6 +137,34 @@ func (h *ha) own(ctx context.Context, engine *rotator.Engine, l *etcdjournal.Lea
 	}
 }
 
+// scope returns ctx, ended also when this instance loses the policies (its
+// lease expires): a rotation asked through the control socket then stops
+// before its next external call, like the scheduler's. On an instance that
+// does not own the policies ctx is left as it is: the journal refuses the
+// rotation's first write, naming the owner.
+func (h *ha) scope(ctx context.Context) (context.Context, context.CancelFunc) {
+	sctx, cancel := context.WithCancel(ctx)
+	h.mu.Lock()
+	l := h.leadership
+	h.mu.Unlock()
+	if l == nil || !h.owning.Load() {
+		return sctx, cancel
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-l.Done():
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	return sctx, func() {
+		cancel()
+		<-done
+	}
+}
+
 func (h *ha) join(ctx context.Context) (*etcdjournal.Leadership, error) {
 	l, err := etcdjournal.Join(ctx, h.journal.Client(), h.cfg.Prefix, h.cfg.Instance, h.cfg.LeaseTTL)
 	if err != nil {
