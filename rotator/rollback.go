@@ -91,11 +91,21 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 	if err := r.e.fp.hit(rctx, "rollback.after"); err != nil {
 		return r.rollbackPending(rctx, cause, err)
 	}
+	return r.finishRollback(rctx, cause, nil)
+}
+
+// finishRollback journals the end of a rollback (with apply's changes to
+// the policy's state, if any), counts a failure unless the rotation was
+// stopped from outside, and says so.
+func (r *run) finishRollback(ctx context.Context, cause error, apply func(st *PolicyState)) (Outcome, error) {
 	r.e.takeLive(r.rec.ID, true)
 	r.rec.Result = string(StepRolledBack)
 	r.rec.Step = StepRolledBack
 	r.rec.FinishedAt = r.e.now()
-	st, err := r.e.journal.Update(rctx, r.p.Name, func(st *PolicyState) error {
+	st, err := r.e.journal.Update(ctx, r.p.Name, func(st *PolicyState) error {
+		if apply != nil {
+			apply(st)
+		}
 		if r.rec.Interrupted {
 			// Stopped from outside: not a failure of the rotation.
 			st.LastError = cause.Error()
@@ -109,10 +119,10 @@ func (r *run) rollback(ctx context.Context, cause error) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	r.emit(rctx, StepRolledBack, ResultRolledBack, 0, cause)
-	r.finishSinks(rctx)
+	r.emit(ctx, StepRolledBack, ResultRolledBack, 0, cause)
+	r.finishSinks(ctx)
 	if st.Stuck {
-		r.emit(rctx, StepRolledBack, ResultStuck, 0, cause)
+		r.emit(ctx, StepRolledBack, ResultStuck, 0, cause)
 	}
 	return r.outcome(OutcomeRolledBack, cause, st.NotBefore), nil
 }
@@ -176,15 +186,12 @@ func (r *run) keepNewKey(ctx context.Context, cause error) (Outcome, error) {
 			unserved = append(unserved, id)
 		}
 	}
-	r.e.takeLive(r.rec.ID, true)
-	r.rec.Result = string(StepRolledBack)
-	r.rec.Step = StepRolledBack
-	r.rec.FinishedAt = r.e.now()
 	seen := r.rec.NewKeySeen
 	if seen.IsZero() {
-		seen = r.rec.FinishedAt
+		seen = r.e.now()
 	}
-	st, err := r.e.journal.Update(ctx, r.p.Name, func(st *PolicyState) error {
+	r.log.Warn().Str("new_key", secret.Mask(r.rec.NewKeyID)).Msg("the first rotation failed after serving its key, with no earlier key to go back to: the key stays served as the current key, unverified, and is replaced by the next rotation")
+	return r.finishRollback(ctx, kept, func(st *PolicyState) {
 		st.CurrentKeyID = r.rec.NewKeyID
 		st.CurrentKeyCreated = r.rec.NewKeyCreated
 		st.CurrentKeySeen = seen
@@ -195,22 +202,7 @@ func (r *run) keepNewKey(ctx context.Context, cause error) (Outcome, error) {
 				st.Retired = append(st.Retired, id)
 			}
 		}
-		if r.rec.Interrupted {
-			st.LastError = kept.Error()
-		} else {
-			r.e.recordFailure(st, r.p, kept)
-		}
-		st.LastResult = string(StepRolledBack)
-		st.finish(r.rec)
-		return nil
 	})
-	if err != nil {
-		return Outcome{}, err
-	}
-	r.log.Warn().Str("new_key", secret.Mask(r.rec.NewKeyID)).Msg("the first rotation failed after serving its key, with no earlier key to go back to: the key stays served as the current key, unverified, and is replaced by the next rotation")
-	r.emit(ctx, StepRolledBack, ResultRolledBack, 0, kept)
-	r.finishSinks(ctx)
-	return r.outcome(OutcomeRolledBack, kept, st.NotBefore), nil
 }
 
 // rollbackStuck keeps both keys: the rollback could not prove that no

@@ -20,17 +20,7 @@ import (
 // over a real engine: status, plan, rotate (streamed events and outcome)
 // and the errors a client maps back to sentinels.
 func TestControlAPI(t *testing.T) {
-	resetLedger(t)
-	cfg, err := loadConfig(testConfig(t, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cfg.Connections.Close()
-	e, err := rotator.New(rotator.Options{Journal: rotator.NewMemJournal(), Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.SetPolicies(cfg.Policies)
+	e := newTestEngine(t, testConfig(t, ""))
 	srv := httptest.NewServer((&control.Server{Engine: e}).Handler())
 	defer srv.Close()
 
@@ -84,7 +74,7 @@ func TestControlAPI(t *testing.T) {
 		}
 	}
 
-	resp, err = http.Get(srv.URL + "/v1/status")
+	resp, err := http.Get(srv.URL + "/v1/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,4 +134,23 @@ func TestControlAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("DELETE /v1/status: %d", resp.StatusCode)
 	}
+}
+
+// newTestEngine is an engine over an in-memory journal with the policies
+// of the configuration in dir (see testConfig), with a fresh ledger; the
+// connections close when the test ends.
+func newTestEngine(t *testing.T, dir string) *rotator.Engine {
+	t.Helper()
+	resetLedger(t)
+	cfg, err := loadConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cfg.Connections.Close() })
+	e, err := rotator.New(rotator.Options{Journal: rotator.NewMemJournal(), Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetPolicies(cfg.Policies)
+	return e
 }

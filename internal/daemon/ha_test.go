@@ -14,7 +14,6 @@ import (
 
 	"github.com/rekeyhq/rekey/internal/control"
 	"github.com/rekeyhq/rekey/policies"
-	"github.com/rekeyhq/rekey/rotator"
 	"github.com/rekeyhq/rekey/testenv/etcdtest"
 )
 
@@ -96,17 +95,7 @@ func TestScopeEndsWhenOwnershipIsLost(t *testing.T) {
 // context its Scope gives; a scope that has ended stops the rotation
 // before it creates a key.
 func TestControlRotateRunsInScope(t *testing.T) {
-	resetLedger(t)
-	cfg, err := loadConfig(testConfig(t, ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cfg.Connections.Close()
-	e, err := rotator.New(rotator.Options{Journal: rotator.NewMemJournal(), Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.SetPolicies(cfg.Policies)
+	e := newTestEngine(t, testConfig(t, ""))
 	scoped := 0
 	srv := httptest.NewServer((&control.Server{Engine: e, Scope: func(ctx context.Context) (context.Context, context.CancelFunc) {
 		scoped++

@@ -6,8 +6,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/rekeyhq/rekey/rotator"
 )
 
@@ -19,17 +17,7 @@ import (
 func TestSchedulerLoop(t *testing.T) {
 	dir := testConfig(t, "")
 	synctest.Test(t, func(t *testing.T) {
-		resetLedger(t)
-		cfg, err := loadConfig(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cfg.Connections.Close()
-		e, err := rotator.New(rotator.Options{Journal: rotator.NewMemJournal(), Logger: zerolog.Nop()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.SetPolicies(cfg.Policies)
+		e := newTestEngine(t, dir)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- e.Run(ctx) }()
