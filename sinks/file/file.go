@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -97,8 +98,18 @@ func (s *Sink) Location() string { return "file:" + s.path }
 
 func (s *Sink) statePath() string { return filepath.Join(s.dir, "."+s.name+".rekey-state") }
 func (s *Sink) prevPath() string  { return filepath.Join(s.dir, "."+s.name+".rekey-prev") }
-func (s *Sink) tempPattern() string {
-	return "." + s.name + ".rekey-tmp-*"
+
+// Temporary files: one per file the sink replaces (the location itself,
+// its prev copy, its state), each renamed over its file. Only one
+// rotation writes a location at a time, so the names are fixed.
+const (
+	tempValue = "value"
+	tempPrev  = "prev"
+	tempState = "state"
+)
+
+func (s *Sink) tempPath(kind string) string {
+	return filepath.Join(s.dir, "."+s.name+".rekey-"+kind+".tmp")
 }
 
 // Current implements sinks.Sink. It returns "" when the file does not
@@ -221,7 +232,7 @@ func (s *Sink) Promote(ctx context.Context, rot plugin.Rotation, key plugin.Key,
 		return "", err
 	}
 
-	tmp, newID, err := s.writeTemp(content, s.mode, uid, gid)
+	tmp, newID, err := s.writeTemp(tempValue, content, s.mode, uid, gid)
 	if err != nil {
 		return "", scrub(err, fields)
 	}
@@ -299,7 +310,7 @@ func (s *Sink) Rollback(ctx context.Context, rot plugin.Rotation, st sinks.State
 	if int64(len(prev)) != side.PrevFile.Size {
 		return plugin.Permanent(fmt.Errorf("restoring %s: the copy of its previous content in %s has %d bytes, not %d; it was changed, restore %s by hand", s.path, s.prevPath(), len(prev), side.PrevFile.Size, s.path))
 	}
-	tmp, restoredID, err := s.writeTemp(prev, side.PrevMode, side.PrevUID, side.PrevGID)
+	tmp, restoredID, err := s.writeTemp(tempValue, prev, side.PrevMode, side.PrevUID, side.PrevGID)
 	if err != nil {
 		return err
 	}
@@ -337,15 +348,20 @@ func (s *Sink) accounts() (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// writeTemp writes content to a new temporary file beside the target,
-// created 0600, synced, then given its owner and mode. It returns the
-// file's name and identity, which the rename keeps.
-func (s *Sink) writeTemp(content []byte, mode uint32, uid, gid int) (string, *identity, error) {
-	f, err := os.CreateTemp(s.dir, s.tempPattern())
+// writeTemp writes content to the location's temporary file of kind,
+// beside the target (removed first if a crash left it, then created anew
+// and exclusively, so a link planted there is never followed), 0600,
+// synced, then given its owner and mode. It returns the file's name and
+// identity, which the rename keeps.
+func (s *Sink) writeTemp(kind string, content []byte, mode uint32, uid, gid int) (string, *identity, error) {
+	name := s.tempPath(kind)
+	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", nil, fmt.Errorf("removing %s: %w", name, err)
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", nil, fmt.Errorf("creating a temporary file beside %s: %w; check that the directory exists and rekey may write to it", s.path, err)
 	}
-	name := f.Name()
 	fail := func(what string, err error) (string, *identity, error) {
 		f.Close()
 		os.Remove(name)
@@ -389,7 +405,7 @@ func (s *Sink) copyPrev(id *identity) error {
 	if !identityOf(fi).equal(id) {
 		return fmt.Errorf("writing %s: %w: it changed while rekey read it", s.path, plugin.ErrConflict)
 	}
-	tmp, _, err := s.writeTemp(content, 0o600, -1, -1)
+	tmp, _, err := s.writeTemp(tempPrev, content, 0o600, -1, -1)
 	if err != nil {
 		return err
 	}
@@ -439,7 +455,7 @@ func (s *Sink) writeState(st *state) error {
 	if err != nil {
 		return err
 	}
-	tmp, _, err := s.writeTemp(append(b, '\n'), 0o600, -1, -1)
+	tmp, _, err := s.writeTemp(tempState, append(b, '\n'), 0o600, -1, -1)
 	if err != nil {
 		return err
 	}
@@ -453,27 +469,42 @@ func (s *Sink) writeState(st *state) error {
 	return nil
 }
 
-// removeTemps removes temporary files left by a crash. Only one rotation
-// writes a location at a time, so none is in use.
+// removeTemps removes the temporary file a crash may have left. Only one
+// rotation writes a location at a time, so it is not in use. Temporary
+// files of earlier versions (random names) are looked for once per
+// directory and process: listing a directory before every write cost time
+// in the square of the files sharing it.
 func (s *Sink) removeTemps() error {
-	entries, err := os.ReadDir(s.dir)
-	if errors.Is(err, fs.ErrNotExist) {
+	if fi, err := os.Stat(s.dir); errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir() {
 		return plugin.Permanent(fmt.Errorf("writing %s: directory %s does not exist; create it (rekey does not create directories)", s.path, s.dir))
 	}
+	for _, kind := range []string{tempValue, tempPrev, tempState} {
+		if err := os.Remove(s.tempPath(kind)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing a temporary file left by an earlier attempt: %w", err)
+		}
+	}
+	if _, seen := legacyScanned.LoadOrStore(s.dir, true); seen {
+		return nil
+	}
+	entries, err := os.ReadDir(s.dir)
 	if err != nil {
+		legacyScanned.Delete(s.dir)
 		return fmt.Errorf("reading directory %s: %w", s.dir, err)
 	}
-	prefix := strings.TrimSuffix(s.tempPattern(), "*")
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) {
-			continue
-		}
-		if err := os.Remove(filepath.Join(s.dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing a temporary file left by an earlier attempt: %w", err)
+		if n := e.Name(); strings.HasPrefix(n, ".") && strings.Contains(n, ".rekey-tmp-") {
+			if err := os.Remove(filepath.Join(s.dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				legacyScanned.Delete(s.dir)
+				return fmt.Errorf("removing a temporary file left by an earlier version: %w", err)
+			}
 		}
 	}
 	return nil
 }
+
+// legacyScanned holds the directories already searched for temporary
+// files of earlier versions in this process.
+var legacyScanned sync.Map
 
 func (s *Sink) fail(point string) error {
 	if s.failpoint == nil {

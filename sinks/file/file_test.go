@@ -621,3 +621,39 @@ func TestMissingDirectory(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestLeftoverTemporaryFilesAreRemoved: temporary files a crash left (each
+// holds a key, owner-only) are removed at the next write: the fixed ones of
+// this version, and random-named ones of earlier versions (looked for once
+// per directory and process). A symbolic link planted at a temporary
+// file's name is removed, never written through.
+func TestLeftoverTemporaryFilesAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	s := mustSink(t, dir, "path = \"k\"\nformat = \"env\"")
+	outside := filepath.Join(t.TempDir(), "outside")
+	if err := os.WriteFile(outside, []byte("untouched"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	planted := []string{".k.rekey-value.tmp", ".k.rekey-prev.tmp", ".k.rekey-tmp-123456", ".other.rekey-tmp-9"}
+	for _, n := range planted {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(canary), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(outside, filepath.Join(dir, ".k.rekey-state.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	legacyScanned.Delete(dir)
+	promote(t, s, rot("r1"), key("k1", "value", "v1"))
+	for _, n := range entries(t, dir) {
+		if strings.Contains(n, "tmp") {
+			t.Errorf("temporary file left after a write: %s", n)
+		}
+	}
+	if got := read(t, outside); got != "untouched" {
+		t.Errorf("a write followed the planted link: %q", got)
+	}
+	if got := read(t, filepath.Join(dir, "k")); !strings.Contains(got, "v1") {
+		t.Errorf("location holds %q", got)
+	}
+}
