@@ -103,7 +103,11 @@ type Server struct {
 	// it when the instance loses ownership of the policies, so that such a
 	// rotation stops before its next external call, as the scheduler's do.
 	Scope func(ctx context.Context) (context.Context, context.CancelFunc)
-	srv   *http.Server
+	// Lost, when set, reports why the daemon's journal is lost (nil while
+	// it is not): status, plan and rotate then answer 503 with the code
+	// journal_lost instead of showing a state nothing schedules any more.
+	Lost func() error
+	srv  *http.Server
 	// handlers counts requests being answered; Serve returns only after
 	// they all returned, so that a rotation started through the socket
 	// never runs after its daemon closed what it uses.
@@ -181,6 +185,7 @@ const (
 	CodeConflict      = "conflict"
 	CodeCanceled      = "canceled"
 	CodeDeadline      = "deadline_exceeded"
+	CodeJournalLost   = "journal_lost"
 )
 
 var codes = []struct {
@@ -193,6 +198,7 @@ var codes = []struct {
 	{CodeConflict, plugin.ErrConflict},
 	{CodeCanceled, context.Canceled},
 	{CodeDeadline, context.DeadlineExceeded},
+	{CodeJournalLost, rotator.ErrJournalLost},
 }
 
 // ErrorCode returns the code of the first sentinel err wraps, or "".
@@ -240,7 +246,26 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// refuseLost answers 503 journal_lost when the daemon's journal is lost.
+func (s *Server) refuseLost(w http.ResponseWriter) bool {
+	if s.Lost == nil {
+		return false
+	}
+	err := s.Lost()
+	if err == nil {
+		return false
+	}
+	if !errors.Is(err, rotator.ErrJournalLost) {
+		err = fmt.Errorf("%w: %w", rotator.ErrJournalLost, err)
+	}
+	writeError(w, http.StatusServiceUnavailable, err)
+	return true
+}
+
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if s.refuseLost(w) {
+		return
+	}
 	st, err := s.Engine.Status(r.Context())
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err)
@@ -250,6 +275,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
+	if s.refuseLost(w) {
+		return
+	}
 	p, err := s.Engine.Plan(r.Context(), r.URL.Query()["policy"])
 	if err != nil {
 		code := http.StatusInternalServerError
@@ -263,6 +291,9 @@ func (s *Server) plan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request) {
+	if s.refuseLost(w) {
+		return
+	}
 	var req RotateRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("decoding request: %w", err))
