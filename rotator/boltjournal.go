@@ -229,7 +229,7 @@ func openBolt(path string) (db *bolt.DB, err error) {
 	}
 	switch {
 	case errors.Is(err, bolterrors.ErrTimeout):
-		return nil, fmt.Errorf("opening journal %s: %w (is the daemon running? use it, or stop it first)", path, ErrLocked)
+		return nil, fmt.Errorf("opening journal %s: %w (is the daemon running? use it, or stop it first; or a rekey rotate run without a daemon holds it until it returns)", path, ErrLocked)
 	case errors.Is(err, ErrJournalCorrupt):
 		return nil, err
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):

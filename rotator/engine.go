@@ -349,18 +349,11 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 		}
 		return out, err
 	})
-	// Every wait has a bound: a step after commit that keeps failing ends
-	// the wait, and the outcome says what is pending (the daemon, or the
-	// next rekey rotate, finishes it).
-	failed := 0
-	for err == nil && o.UntilDone && out.Result == OutcomeCommitted {
-		if out.Err != nil {
-			if failed++; failed >= maxWaitFailures {
-				break
-			}
-		} else {
-			failed = 0
-		}
+	// Every wait has a bound: a failed attempt of a step after commit (it
+	// already retried for its step timeout) ends the wait, and the outcome
+	// says what is pending (the daemon, or the next rekey rotate, finishes
+	// it).
+	for err == nil && o.UntilDone && out.Result == OutcomeCommitted && out.Err == nil {
 		if err = sleepUntil(ctx, e.now, out.Next); err != nil {
 			break
 		}
@@ -377,10 +370,6 @@ func (e *Engine) Rotate(ctx context.Context, name string, o RotateOptions) (Outc
 	}
 	return out, err
 }
-
-// maxWaitFailures is how many consecutive failed attempts of a step after
-// commit end a rotate -wait.
-const maxWaitFailures = 3
 
 // locked runs fn holding the policy's lock.
 func (e *Engine) locked(name string, fn func() (Outcome, error)) (Outcome, error) {

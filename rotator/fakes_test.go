@@ -188,6 +188,11 @@ func (p fullProv) setActive(id string, on bool) error {
 	w := p.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !on {
+		if err := w.injected("deactivate"); err != nil {
+			return err
+		}
+	}
 	k, ok := w.keys[id]
 	if !ok {
 		return plugin.ErrNotFound

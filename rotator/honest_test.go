@@ -131,3 +131,33 @@ func TestRotateWaitReturnsWhenAStepKeepsFailing(t *testing.T) {
 	}
 	w.check()
 }
+
+// TestRotateWaitReturnsAfterOneFailedAttempt: rekey rotate -wait returns
+// after the first failed attempt of a step after commit (the step already
+// retried for its step timeout), committed, saying what is pending.
+func TestRotateWaitReturnsAfterOneFailedAttempt(t *testing.T) {
+	w := newWorld(t)
+	w.maxKeys = 2
+	old := w.seed("sink:a", "sink:b")
+	w.fail["deactivate"] = 1 << 20
+	f := newFixture(t, fullProvider(w))
+	f.p.Revoke = policies.Revoke{Soak: time.Hour}
+	e := f.engine(t, map[string]string{})
+	out, err := e.Rotate(context.Background(), "pay", RotateOptions{UntilDone: true})
+	if err != nil || out.Result != OutcomeCommitted || out.Err == nil || out.Step != StepDeactivate || !slices.Contains(out.Pending, StepDeactivate) {
+		t.Fatalf("Rotate -wait = %+v, %v", out, err)
+	}
+	attempts := 0
+	for _, ev := range *f.evs {
+		if ev.Step == StepDeactivate && ev.Result == ResultFailed {
+			attempts++
+		}
+	}
+	if attempts != 1 {
+		t.Fatalf("rotate -wait made %d failed deactivate attempts, want 1", attempts)
+	}
+	if _, ok := w.keys[old]; !ok {
+		t.Fatal("the old key was revoked")
+	}
+	w.check()
+}
