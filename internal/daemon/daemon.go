@@ -190,7 +190,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := &control.Server{Engine: engine}
+	srv := &control.Server{Engine: engine, Lost: func() error {
+		if p := lostErr.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}}
 	if hanode != nil {
 		srv.Scope = hanode.scope
 	}
@@ -264,17 +269,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 			notifyState(log, sdnotify.Ready)
 		case err := <-lost:
 			journalLost = true
-			lostErr.Store(&err)
 			m.JournalOK(false)
 			ready.Store(false)
 			stopSched()
 			ev := log.Error().Err(err)
-			rescue := filepath.Join(cfg.StateDir, rotator.JournalFile+".rescued-"+time.Now().UTC().Format("20060102T150405Z"))
-			if rerr := bolt.Rescue(rescue); rerr == nil {
+			now := time.Now().UTC()
+			rescue := filepath.Join(cfg.StateDir, rotator.JournalFile+".rescued-"+now.Format("20060102T150405Z"))
+			rerr := bolt.Rescue(rescue)
+			if rerr == nil {
 				ev = ev.Str("rescued_journal", rescue)
 			} else {
 				ev = ev.AnErr("rescue_error", rerr)
 			}
+			shown := lostMessage(err, now, rescue, rerr)
+			lostErr.Store(&shown)
 			ev.Msg("JOURNAL LOST while running: scheduling stopped, /readyz fails. Stop the daemon; if a rescued journal was written, check it and move it to journal.db, then start again")
 			notifyState(log, func() error { return sdnotify.Status("JOURNAL LOST: scheduling stopped; see the log") })
 		case err := <-schedDone:
@@ -355,6 +363,18 @@ func (d *Daemon) loadNext(cur *policies.Config) *policies.Config {
 		return nil
 	}
 	return next
+}
+
+// lostMessage is what status, plan and rotate through the control socket
+// answer once the journal is lost: that scheduling stopped, why, and what
+// to do. It wraps err (and so rotator.ErrJournalLost).
+func lostMessage(err error, at time.Time, rescue string, rescueErr error) error {
+	next := "stop the daemon, check " + rescue + " and move it to " + rotator.JournalFile + " (or run `rekey journal recover`), then start the daemon again"
+	if rescueErr != nil {
+		next = "no rescue copy could be written (" + rescueErr.Error() + "): stop the daemon, restore " + rotator.JournalFile + " from a backup or run `rekey journal recover`, then start the daemon again"
+	}
+	return fmt.Errorf("JOURNAL LOST at %s, the daemon stopped scheduling every policy (nothing rotates until it is restarted): %w; to resume: %s",
+		at.Format(time.RFC3339), err, next)
 }
 
 // watchJournal checks every interval that the journal file is still the

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rekeyhq/rekey/internal/control"
 	"github.com/rekeyhq/rekey/rotator"
 )
 
@@ -174,6 +175,22 @@ func TestJournalDeletedWhileRunning(t *testing.T) {
 		t.Fatalf("metrics after the loss lack rekey_journal_ok 0")
 	}
 	waitFor(t, "the engine's scheduler to stop", func() bool { return !r.d.Engine().Alive() || r.logHas("rescued_journal") }, r.logs)
+	c := control.Dial(state)
+	if c == nil {
+		t.Fatal("the control socket does not answer after the loss")
+	}
+	_, serr := c.Status(context.Background())
+	_, perr := c.Plan(context.Background(), nil)
+	for name, err := range map[string]error{"status": serr, "plan": perr} {
+		if !errors.Is(err, rotator.ErrJournalLost) {
+			t.Fatalf("%s through the socket after the loss: %v", name, err)
+		}
+		for _, want := range []string{"stopped scheduling", "was deleted while rekey was running", rotator.JournalFile + ".rescued-", "rekey journal recover", "start the daemon again"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s after the loss does not say %q: %v", name, want, err)
+			}
+		}
+	}
 	r.stop()
 	err := <-r.done
 	r.done <- err
