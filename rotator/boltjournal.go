@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -244,10 +246,28 @@ func guard(path string, fn func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: reading %s failed (%v); %s", ErrJournalCorrupt, path, r, journalAdvice)
+			err = fmt.Errorf("%w: %s is damaged: %s; %s", ErrJournalCorrupt, path, damage(r), journalAdvice)
 		}
 	}()
 	return fn()
+}
+
+// damage describes a panic recovered while reading a journal in the
+// journal's terms: a Go runtime error (a bounds check, a memory fault)
+// means a page points outside the file; bbolt's own panics are kept, cut
+// short.
+func damage(r any) string {
+	if _, ok := r.(runtime.Error); ok {
+		return "a page points outside the file or holds invalid sizes"
+	}
+	s := strings.TrimSpace(fmt.Sprint(r))
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return "a page is invalid (" + s + ")"
 }
 
 // verify reads every record once (so that a corrupt page is found now,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -101,8 +102,13 @@ func TestJournalLossIsNeverAFirstStart(t *testing.T) {
 	}
 }
 
+// goText matches the wording of a recovered Go runtime panic.
+var goText = regexp.MustCompile(`runtime error|out of range|nil pointer|invalid memory address|goroutine|unexpected fault`)
+
 // TestJournalCorruptPageDoesNotPanic overwrites each data page of a
-// journal in turn with garbage: opening it is an error, never a panic.
+// journal in turn with garbage, then keeps each page's header and fills
+// the rest with 0xff: opening it is an error, never a panic, and the error
+// says the file is damaged without Go runtime wording.
 func TestJournalCorruptPageDoesNotPanic(t *testing.T) {
 	src := t.TempDir()
 	fillJournal(t, src, 60)
@@ -113,10 +119,15 @@ func TestJournalCorruptPageDoesNotPanic(t *testing.T) {
 	marker, _ := os.ReadFile(filepath.Join(src, JournalMarker))
 	const page = 4096
 	corrupt := 0
-	for off := 2 * page; off+page <= len(orig); off += page {
+	for n := 0; n < 2*(len(orig)/page-2); n++ {
+		off := (2 + n/2) * page
 		b := append([]byte(nil), orig...)
 		for i := off; i < off+page; i++ {
-			b[i] = byte(i*7 + 3)
+			if n%2 == 0 {
+				b[i] = byte(i*7 + 3)
+			} else if i >= off+16 {
+				b[i] = 0xff // header kept, elements point far outside the file
+			}
 		}
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, JournalFile), b, 0o600)
@@ -125,6 +136,9 @@ func TestJournalCorruptPageDoesNotPanic(t *testing.T) {
 		if err != nil {
 			if !errors.Is(err, ErrJournalCorrupt) && !errors.Is(err, ErrJournalLost) {
 				t.Errorf("page %d: %v", off/page, err)
+			}
+			if goText.MatchString(err.Error()) {
+				t.Errorf("page %d: the message speaks Go runtime, not journal: %v", off/page, err)
 			}
 			corrupt++
 			continue
@@ -137,7 +151,7 @@ func TestJournalCorruptPageDoesNotPanic(t *testing.T) {
 	if corrupt == 0 {
 		t.Fatal("no corrupted page was detected")
 	}
-	t.Logf("%d of %d pages detected as corrupt at open", corrupt, len(orig)/page-2)
+	t.Logf("%d of %d corruptions detected at open", corrupt, 2*(len(orig)/page-2))
 }
 
 func TestJournalDeletedWhileOpenRefusesWrites(t *testing.T) {
