@@ -116,13 +116,20 @@ func TestLostOrCorruptJournalRefusesToRun(t *testing.T) {
 	for i := 2 * 4096; i < len(corrupt); i++ {
 		corrupt[i] = byte(i*7 + 3)
 	}
+	damaged := append([]byte(nil), good...)
+	for i := 2 * 4096; i < len(damaged); i++ {
+		if i%4096 >= 16 {
+			damaged[i] = 0xff
+		}
+	}
 	for name, c := range map[string]struct {
 		apply func()
 		say   string
 	}{
-		"zero length":  {func() { os.WriteFile(journal, nil, 0o600) }, "empty (zero length)"},
-		"deleted":      {func() { os.Remove(journal) }, "is missing, but"},
-		"corrupt page": {func() { os.WriteFile(journal, corrupt, 0o600) }, "corrupt"},
+		"zero length":   {func() { os.WriteFile(journal, nil, 0o600) }, "empty (zero length)"},
+		"deleted":       {func() { os.Remove(journal) }, "is missing, but"},
+		"corrupt page":  {func() { os.WriteFile(journal, corrupt, 0o600) }, "corrupt"},
+		"damaged pages": {func() { os.WriteFile(journal, damaged, 0o600) }, "journal.db is damaged"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c.apply()
@@ -130,7 +137,7 @@ func TestLostOrCorruptJournalRefusesToRun(t *testing.T) {
 			for _, args := range [][]string{{"run", "-config", q.dir}, {"status", "-config", q.dir}} {
 				out, code := q.rekey(args...)
 				if code != ExitRuntime || !strings.Contains(out, c.say) || !strings.Contains(out, "rekey journal recover") ||
-					strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+					strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") || strings.Contains(out, "runtime error") {
 					t.Errorf("rekey %s with the journal %s: exit %d\n%s", args[0], name, code, out)
 				}
 			}
@@ -138,6 +145,39 @@ func TestLostOrCorruptJournalRefusesToRun(t *testing.T) {
 				t.Error("a start recreated the deleted journal")
 			}
 		})
+	}
+}
+
+// TestJournalLostUnderTheDaemon: the journal deleted under a running
+// daemon makes `rekey status`, `plan` and `rotate` through its socket exit
+// 3 saying that scheduling stopped, what happened, and how to resume,
+// instead of showing the last state as if rotations were still scheduled.
+func TestJournalLostUnderTheDaemon(t *testing.T) {
+	q := newQuickstart(t, "")
+	q.seed()
+	d := q.startDaemon()
+	q.waitSettled(d)
+	if err := os.Remove(q.path("state/rekey/" + rotator.JournalFile)); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d, "JOURNAL LOST")
+	for _, args := range [][]string{{"status"}, {"status", "-json"}, {"plan"}, {"rotate", "quickstart"}} {
+		out, code := q.rekey(append(args, "-config", q.dir)...)
+		if code != ExitRuntime {
+			t.Errorf("rekey %s with the daemon's journal lost: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+		for _, want := range []string{"JOURNAL LOST", "stopped scheduling", "was deleted while rekey was running", "journal.db.rescued-", "rekey journal recover", "start the daemon again"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("rekey %s with the daemon's journal lost does not say %q:\n%s", strings.Join(args, " "), want, out)
+			}
+		}
+		if strings.Contains(out, "NEXT DUE") {
+			t.Errorf("rekey %s printed a table:\n%s", strings.Join(args, " "), out)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, 20*time.Second); err == nil {
+		t.Error("the daemon exited 0 after its journal was lost")
 	}
 }
 
