@@ -487,7 +487,7 @@ func (a *app) cmdRotate(args []string) int {
 		})
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return a.interrupted(printer, names, true)
+			return a.interrupted(printer, names, true, func(ctx context.Context) ([]rotator.PolicyStatus, error) { return c.Status(ctx) })
 		case err != nil:
 			fmt.Fprintf(a.stderr, "rekey rotate: %v\n", err)
 			if strings.Contains(err.Error(), "no such policy") {
@@ -510,7 +510,7 @@ func (a *app) cmdRotate(args []string) int {
 			outcomes[i] = control.FromOutcome(o, err)
 		})
 		if ctx.Err() != nil {
-			return a.interrupted(printer, names, false)
+			return a.interrupted(printer, names, false, func(ctx context.Context) ([]rotator.PolicyStatus, error) { return l.engine.StatusOf(ctx, names) })
 		}
 	}
 	if *comp {
@@ -544,17 +544,36 @@ func (a *app) cmdRotate(args []string) int {
 	return code
 }
 
-// interrupted reports, after SIGINT or SIGTERM, where each rotation stands:
-// one committed is safe (the new key is served everywhere) and is finished
-// later; one interrupted before its commit is rolled back.
-func (a *app) interrupted(p *stepPrinter, names []string, daemon bool) int {
+// interrupted reports, after SIGINT or SIGTERM, where each rotation stands,
+// from the journal (a joined rotation may have committed before this rotate
+// saw any step), else from the steps seen: one committed is safe (the new
+// key is served everywhere) and is finished later; one interrupted before
+// its commit is rolled back.
+func (a *app) interrupted(p *stepPrinter, names []string, daemon bool, status func(context.Context) ([]rotator.PolicyStatus, error)) int {
 	finisher := "the next `rekey run` (or `rekey rotate -wait`)"
 	if daemon {
 		finisher = "the daemon"
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	journal := map[string]string{}
+	if sts, err := status(ctx); err == nil {
+		for _, s := range sts {
+			switch {
+			case s.InFlight != nil && !s.InFlight.CommittedAt.IsZero():
+				journal[s.Policy] = "committed"
+			case s.InFlight != nil:
+				journal[s.Policy] = string(s.InFlight.Step)
+			}
+		}
+	}
 	code := ExitOK
 	for _, n := range names {
-		switch st := p.state(n); st {
+		st := p.state(n)
+		if j, ok := journal[n]; ok && (j == "committed" || st == "" || st == "committed") {
+			st = j
+		}
+		switch st {
 		case "committed":
 			fmt.Fprintf(a.stdout, "%s: interrupted after the commit: the rotation is committed (the new key is in place) and %s finishes the drain, soak and revoke\n", n, finisher)
 		case "done":

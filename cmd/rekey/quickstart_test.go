@@ -587,6 +587,58 @@ func TestInterruptAfterCommit(t *testing.T) {
 	}
 }
 
+// TestInterruptJoinedAfterCommit: Ctrl-C on a rotate -wait that joined a
+// rotation already past its commit says it is committed, and exits 0: the
+// answer comes from the journal, not from the steps this rotate saw.
+func TestInterruptJoinedAfterCommit(t *testing.T) {
+	q := newQuickstart(t, "")
+	cfg, _ := os.ReadFile(q.path("rekey.hcl"))
+	os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), `after = "0s"`, `after = "30m"`, 1)), 0o644)
+	q.seed()
+	if out, code := q.rekey("rotate", "-config", q.dir, "quickstart"); code != ExitOK || !strings.Contains(out, "quickstart: committed") {
+		t.Fatalf("rotate: %d\n%s", code, out)
+	}
+	cmd := q.command(nil, "rotate", "-wait", "-config", q.dir, "quickstart")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// rotate -wait holds the state directory while it waits; status says
+	// who may hold it.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, code := q.rekey("status", "-config", q.dir)
+		if code != ExitOK && strings.Contains(st, "locked") {
+			if !strings.Contains(st, "rekey rotate") {
+				t.Errorf("the lock error does not name a daemonless rekey rotate:\n%s", st)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rotate -wait did not take the state directory within a minute:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("rotate -wait did not exit after SIGINT:\n%s", out)
+	}
+	if err != nil || !strings.Contains(out.String(), "quickstart: interrupted after the commit: the rotation is committed") || strings.Contains(out.String(), "nothing changed") || strings.Contains(out.String(), "rolled back") {
+		t.Fatalf("joined rotate -wait interrupted after commit: %v, want exit 0 and the committed message:\n%s", err, out)
+	}
+	st := q.status()
+	if len(st) != 1 || st[0].InFlight == nil || st[0].InFlight.CommittedAt.IsZero() {
+		t.Fatalf("after the interrupt the rotation should be committed and in flight: %+v", st)
+	}
+}
+
 // TestStatusNamesTheReleaseCommand: a stuck policy's status line ends with
 // the command that releases it, with the configuration path (issue 10 §11).
 func TestStatusNamesTheReleaseCommand(t *testing.T) {
