@@ -145,7 +145,7 @@ rekey --version (or -v) prints the version.
 
 // cmdHelp prints the overview, or one command's usage.
 func (a *app) cmdHelp(args []string) int {
-	if len(args) == 0 {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		a.usage(a.stdout)
 		return ExitOK
 	}

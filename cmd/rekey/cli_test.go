@@ -53,6 +53,24 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestStrayArguments: rekey help -h prints the overview; status refuses
+// arguments it does not take, and names -config for a configuration
+// directory.
+func TestStrayArguments(t *testing.T) {
+	out, _, code := run(t, "help", "-h")
+	if code != ExitOK || !strings.Contains(out, "Usage: rekey COMMAND") {
+		t.Fatalf("help -h: %d\n%s", code, out)
+	}
+	_, errOut, code := run(t, "status", "-config", "../../examples/quickstart", "bogus")
+	if code != ExitConfig || !strings.Contains(errOut, `unexpected argument "bogus"`) {
+		t.Fatalf("status with a stray argument: %d %s", code, errOut)
+	}
+	_, errOut, code = run(t, "status", "../../examples/quickstart")
+	if code != ExitConfig || !strings.Contains(errOut, "did you mean -config ../../examples/quickstart?") {
+		t.Fatalf("status with a configuration directory as argument: %d %s", code, errOut)
+	}
+}
+
 func TestValidateGolden(t *testing.T) {
 	out, _, code := run(t, "validate", "testdata/bad.hcl")
 	if code != ExitConfig {

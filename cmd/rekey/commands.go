@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,6 +79,15 @@ func (a *app) cmdValidate(args []string) int {
 		return ExitConfig
 	}
 	return ExitOK
+}
+
+// strayArgs reports arguments a command does not take; a directory of
+// *.hcl files was probably meant as -config.
+func (a *app) strayArgs(cmd string, args []string) {
+	fmt.Fprintf(a.stderr, "rekey %s: unexpected argument %q: %s takes no arguments\n", cmd, args[0], cmd)
+	if m, _ := filepath.Glob(filepath.Join(args[0], "*.hcl")); len(m) > 0 {
+		fmt.Fprintf(a.stderr, "  %s holds configuration files: did you mean -config %s?\n", args[0], args[0])
+	}
 }
 
 // plural returns "1 policy" or "N policies".
@@ -191,6 +201,10 @@ func (a *app) cmdStatus(args []string) int {
 	selector := selectorFlag(fs)
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if fs.NArg() > 0 {
+		a.strayArgs("status", fs.Args())
+		return ExitConfig
 	}
 	cfg, _ := a.loadConfig(*cfgPath)
 	if cfg == nil {

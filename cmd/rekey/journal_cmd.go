@@ -83,6 +83,6 @@ func (a *app) cmdJournal(args []string) int {
 		return ExitRuntime
 	}
 	nj.Close()
-	fmt.Fprintf(a.stdout, "\nWrote a new journal in %s with %d policies; the old file is kept beside it. `rekey status` shows the result.\n", cfg.StateDir, len(states))
+	fmt.Fprintf(a.stdout, "\nWrote a new journal in %s with %s; the old file is kept beside it. `rekey status` shows the result.\n", cfg.StateDir, plural(len(states), "policy", "policies"))
 	return ExitOK
 }

@@ -281,7 +281,7 @@ func TestJournalRecover(t *testing.T) {
 		t.Fatal("recover without -yes wrote a journal")
 	}
 	assertNoCanary(t, "recover output", []byte(out))
-	if out, code := q.rekey("journal", "recover", "-yes", "-config", q.dir); code != 0 || !strings.Contains(out, "Wrote a new journal") {
+	if out, code := q.rekey("journal", "recover", "-yes", "-config", q.dir); code != 0 || !strings.Contains(out, "Wrote a new journal") || !strings.Contains(out, " with 1 policy;") {
 		t.Fatalf("recover -yes: %d\n%s", code, out)
 	}
 	st = q.status()[0]
