@@ -6,7 +6,6 @@
 #   bash testenv/test-all.sh
 #
 # What it sets up, all from Debian packages or the Go module proxy:
-#     database tests, testenv/dbtest)
 #   - postgresql, redis-server, mariadb-server (throwaway servers for the
 #     database tests, testenv/dbtest)
 #   - awscli (Debian's, an independent client for the AWS emulator's
