@@ -639,6 +639,26 @@ func TestInterruptJoinedAfterCommit(t *testing.T) {
 	}
 }
 
+// TestRotateWaitReturnsWhenDeactivateFails: a deactivate that keeps
+// failing ends rotate -wait after one attempt: committed, exit 0, and the
+// pending steps printed.
+func TestRotateWaitReturnsWhenDeactivateFails(t *testing.T) {
+	q := newQuickstart(t, `step_timeout = "1s"`)
+	ks, _ := os.ReadFile(q.path("keyservice.sh"))
+	os.WriteFile(q.path("keyservice.sh"), []byte(strings.Replace(string(ks), "deactivate | activate)\n", "deactivate | activate)\n\t[ \"$1\" = deactivate ] && { echo \"deactivate refused\" >&2; exit 1; }\n", 1)), 0o755)
+	old := q.seed()
+	out, code := q.rekey("rotate", "-wait", "-config", q.dir, "quickstart")
+	if code != ExitOK || !strings.Contains(out, "quickstart: committed") || !strings.Contains(out, "pending: deactivate, soak, revoke") {
+		t.Fatalf("rotate -wait with a failing deactivate: %d\n%s", code, out)
+	}
+	if n := len(regexp.MustCompile(`(?m)^\S+  quickstart  deactivate +failed`).FindAllString(out, -1)); n != 1 {
+		t.Errorf("rotate -wait made %d failed deactivate attempts, want 1:\n%s", n, out)
+	}
+	if keys := q.keys(); keys[old].status != "active" {
+		t.Fatalf("the old key was touched: %v", keys)
+	}
+}
+
 // TestStatusNamesTheReleaseCommand: a stuck policy's status line ends with
 // the command that releases it, with the configuration path (issue 10 §11).
 func TestStatusNamesTheReleaseCommand(t *testing.T) {
