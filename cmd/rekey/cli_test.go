@@ -69,6 +69,10 @@ func TestStrayArguments(t *testing.T) {
 	if code != ExitConfig || !strings.Contains(errOut, "did you mean -config ../../examples/quickstart?") {
 		t.Fatalf("status with a configuration directory as argument: %d %s", code, errOut)
 	}
+	_, errOut, code = run(t, "plan", "../../examples/quickstart")
+	if code != ExitConfig || !strings.Contains(errOut, "did you mean -config ../../examples/quickstart?") {
+		t.Fatalf("plan with a configuration directory as argument: %d %s", code, errOut)
+	}
 }
 
 func TestValidateGolden(t *testing.T) {

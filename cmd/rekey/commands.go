@@ -336,6 +336,12 @@ func (a *app) cmdPlan(args []string) int {
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
+	for _, n := range fs.Args() {
+		if m, _ := filepath.Glob(filepath.Join(n, "*.hcl")); strings.ContainsRune(n, '/') && len(m) > 0 {
+			fmt.Fprintf(a.stderr, "rekey plan: %q is not a policy name: it is a directory of configuration files; did you mean -config %s?\n", n, n)
+			return ExitConfig
+		}
+	}
 	cfg, _ := a.loadConfig(*cfgPath)
 	if cfg == nil {
 		return ExitConfig
