@@ -32,18 +32,10 @@ const (
 // withheld replaces stderr when it contains a value that must not leak.
 const withheld = "[stderr withheld: it contained a secret value]"
 
-// withheldStdout replaces stderr when it repeats part of a secret-bearing
-// stdout.
-const withheldStdout = "[stderr withheld: it repeats part of what the command printed on stdout, which may carry a secret]"
-
-// overlapLen is the shortest run of bytes shared by stdout and stderr that
-// makes stderr withheld, when stdout may carry a secret.
-const overlapLen = 6
-
-// stdoutMargin is how much more of the end of stderr is kept than is shown,
-// when stdout may carry a secret, so that a value cut by the truncation of
-// stderr is still found.
-const stdoutMargin = 512
+// withheldStdout replaces stderr when the command printed anything on a
+// secret-bearing stdout: stderr could repeat it in any form (a copy, a
+// fragment, base64, reversed), which no filter can rule out.
+const withheldStdout = "[stderr withheld: the command printed on stdout, which may carry a secret, and stderr could repeat it in any form]"
 
 // Command is a configured external command.
 type Command struct {
@@ -65,8 +57,9 @@ type Command struct {
 	StderrLimit int
 	// SecretStdout says that stdout may carry a secret (the exec
 	// provider's create prints the new key). On failure, stdout is
-	// discarded and stderr is withheld when it repeats any part of
-	// stdout: what the command printed is secret-bearing as a whole.
+	// discarded and stderr is withheld whenever anything was printed on
+	// stdout: what the command printed is secret-bearing as a whole, and
+	// stderr could repeat it in a form no filter recognises.
 	SecretStdout bool
 	// DiscardStdout throws stdout away unread (and unlimited): for
 	// commands whose output means nothing to rekey, such as notifiers.
@@ -156,9 +149,6 @@ func (c *Command) RunInput(ctx context.Context, stdin []byte, env []string, reda
 	for _, r := range redact {
 		longest = max(longest, len(r))
 	}
-	if c.SecretStdout {
-		longest = max(longest, stdoutMargin)
-	}
 
 	cmd := exec.CommandContext(runCtx, c.Argv[0], c.Argv[1:]...)
 	cmd.Env = c.environ(env)
@@ -192,7 +182,7 @@ func (c *Command) RunInput(ctx context.Context, stdin []byte, env []string, reda
 			ee.Stderr, ee.Truncated = stderr.text(stderrLimit, redact)
 			if c.SecretStdout {
 				ee.StdoutBytes = stdout.buf.Len()
-				if overlaps(stderr.buf, stdout.buf.Bytes(), overlapLen) {
+				if stdout.buf.Len() > 0 {
 					ee.Stderr, ee.Truncated = withheldStdout, false
 				}
 			}
@@ -235,30 +225,6 @@ func (c *Command) environ(extra []string) []string {
 		env = append(env, k+"="+v)
 	}
 	return append(env, extra...)
-}
-
-// overlaps reports whether a and b share a run of at least n bytes, or
-// whether one of them is shorter than n and occurs whole in the other.
-func overlaps(a, b []byte, n int) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return false
-	}
-	if len(a) < n {
-		return bytes.Contains(b, a)
-	}
-	if len(b) < n {
-		return bytes.Contains(a, b)
-	}
-	grams := make(map[string]struct{}, len(a)-n+1)
-	for i := 0; i+n <= len(a); i++ {
-		grams[string(a[i:i+n])] = struct{}{}
-	}
-	for i := 0; i+n <= len(b); i++ {
-		if _, ok := grams[string(b[i:i+n])]; ok {
-			return true
-		}
-	}
-	return false
 }
 
 // limitBuffer keeps up to limit bytes and notes whether more came. It

@@ -315,18 +315,30 @@ env    = { OUT = `+hclString(out)+` }
 func TestFailedCreateReportsStderrNotStdout(t *testing.T) {
 	t.Parallel()
 	skipWindows(t)
-	p := mustDecode(t, `
-create = ["/bin/sh", "-c", "printf '{\"id\":\"k\",\"value\":{\"t\":\"%s\"}}' \"$OUT\"; echo 'quota exceeded for svc-payments' >&2; exit 4"]
+	for _, tc := range []struct {
+		name, script string
+		reported     bool
+	}{
+		{"nothing on stdout", `echo 'quota exceeded for svc-payments' >&2; exit 4`, true},
+		// Once stdout carried anything, stderr could repeat it in any
+		// form: it is withheld, only the exit status is reported.
+		{"a key on stdout", `printf '{\"id\":\"k\",\"value\":{\"t\":\"%s\"}}' \"$OUT\"; echo 'quota exceeded for svc-payments' >&2; exit 4`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustDecode(t, `
+create = ["/bin/sh", "-c", "`+tc.script+`"]
 delete = ["/bin/true"]
 env    = { OUT = `+hclString(canary)+` }
 `)
-	_, err := p.Create(context.Background(), plugin.Rotation{ID: "r"})
-	var exitErr *command.ExitError
-	if !errors.As(err, &exitErr) || exitErr.Code != 4 {
-		t.Fatalf("err = %v, want exit status 4", err)
-	}
-	if !strings.Contains(err.Error(), "quota exceeded for svc-payments") || strings.Contains(err.Error(), canary) {
-		t.Fatalf("err = %v", err)
+			_, err := p.Create(context.Background(), plugin.Rotation{ID: "r"})
+			var exitErr *command.ExitError
+			if !errors.As(err, &exitErr) || exitErr.Code != 4 {
+				t.Fatalf("err = %v, want exit status 4", err)
+			}
+			if strings.Contains(err.Error(), "quota exceeded for svc-payments") != tc.reported || strings.Contains(err.Error(), canary) {
+				t.Fatalf("err = %v (stderr reported: want %v)", err, tc.reported)
+			}
+		})
 	}
 }
 
