@@ -590,7 +590,7 @@ func (a *app) interrupted(p *stepPrinter, names []string, daemon bool, status fu
 	code := ExitOK
 	for _, n := range names {
 		st := p.state(n)
-		if j, ok := journal[n]; ok && (j == "committed" || st == "" || st == "committed") {
+		if j, ok := journal[n]; ok && (j == "committed" || st == "") {
 			st = j
 		}
 		switch st {

@@ -546,15 +546,7 @@ func TestInterruptAfterCommit(t *testing.T) {
 				q.waitSettled(d)
 				finisher = "the daemon finishes"
 			}
-			cmd := q.command(nil, "rotate", "-wait", "-config", q.dir, "quickstart")
-			out := &lockedBuffer{}
-			cmd.Stdout, cmd.Stderr = out, out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			out, interrupt := startRotateWait(t, q)
 			committed := regexp.MustCompile(`(?m)^\S+  quickstart  commit +ok`)
 			deadline := time.Now().Add(time.Minute)
 			for !committed.MatchString(out.String()) {
@@ -563,13 +555,7 @@ func TestInterruptAfterCommit(t *testing.T) {
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
-			cmd.Process.Signal(os.Interrupt)
-			var err error
-			select {
-			case err = <-done:
-			case <-time.After(30 * time.Second):
-				t.Fatalf("rotate -wait did not exit after SIGINT:\n%s", out)
-			}
+			err := interrupt()
 			if err != nil {
 				t.Fatalf("rotate -wait interrupted after commit: %v, want exit 0:\n%s", err, out)
 			}
@@ -598,15 +584,7 @@ func TestInterruptJoinedAfterCommit(t *testing.T) {
 	if out, code := q.rekey("rotate", "-config", q.dir, "quickstart"); code != ExitOK || !strings.Contains(out, "quickstart: committed") {
 		t.Fatalf("rotate: %d\n%s", code, out)
 	}
-	cmd := q.command(nil, "rotate", "-wait", "-config", q.dir, "quickstart")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	out, interrupt := startRotateWait(t, q)
 	// rotate -wait holds the state directory while it waits; status says
 	// who may hold it.
 	deadline := time.Now().Add(time.Minute)
@@ -623,13 +601,7 @@ func TestInterruptJoinedAfterCommit(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cmd.Process.Signal(os.Interrupt)
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("rotate -wait did not exit after SIGINT:\n%s", out)
-	}
+	err := interrupt()
 	if err != nil || !strings.Contains(out.String(), "quickstart: interrupted after the commit: the rotation is committed") || strings.Contains(out.String(), "nothing changed") || strings.Contains(out.String(), "rolled back") {
 		t.Fatalf("joined rotate -wait interrupted after commit: %v, want exit 0 and the committed message:\n%s", err, out)
 	}
@@ -671,5 +643,30 @@ func TestStatusNamesTheReleaseCommand(t *testing.T) {
 	out, code := q.rekey("status", "-config", q.dir)
 	if code != ExitOK || !strings.Contains(out, "STUCK") || !strings.Contains(out, "quickstart is stuck: fix the cause, then release it with: rekey rotate -config "+q.dir+" quickstart") {
 		t.Fatalf("status of a stuck policy: %d\n%s", code, out)
+	}
+}
+
+// startRotateWait starts `rekey rotate -wait quickstart` in the background;
+// interrupt sends it SIGINT and returns how it exited.
+func startRotateWait(t *testing.T, q *qsEnv) (out *lockedBuffer, interrupt func() error) {
+	t.Helper()
+	cmd := q.command(nil, "rotate", "-wait", "-config", q.dir, "quickstart")
+	out = &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return out, func() error {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatalf("rotate -wait did not exit after SIGINT:\n%s", out)
+			return nil
+		}
 	}
 }
