@@ -184,13 +184,19 @@ func TestWatchdogPingsOnlyWhileAlive(t *testing.T) {
 	}
 
 	// Each tick asks the test whether the engine is alive.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	asked := make(chan chan bool)
 	alive := func() bool {
 		answer := make(chan bool)
-		asked <- answer
-		return <-answer
+		select {
+		case asked <- answer:
+			return <-answer
+		case <-ctx.Done():
+			t.Error("alive asked after the watchdog was stopped")
+			return false
+		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx, alive) }()
 

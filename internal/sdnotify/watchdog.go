@@ -50,7 +50,7 @@ func (w *Watchdog) Run(ctx context.Context, alive func() bool) {
 			return
 		case <-t.C:
 		}
-		if !alive() {
+		if ctx.Err() != nil || !alive() {
 			continue
 		}
 		if err := send(w.addr, StateWatchdog); err != nil && w.OnError != nil {
