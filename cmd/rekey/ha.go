@@ -32,7 +32,10 @@ func fillOwner(cfg *policies.Config, st []rotator.PolicyStatus) {
 		return
 	}
 	owner, _, err := ownership(context.Background(), cfg.Journal)
-	if err != nil || owner == "" {
+	switch {
+	case err != nil:
+		owner = "unknown"
+	case owner == "":
 		owner = "none"
 	}
 	for i := range st {
