@@ -95,7 +95,26 @@ func (l *Loader) Load(paths ...string) (*Config, hcl.Diagnostics) {
 		}
 		return nil, diags
 	}
+	if path := configPath(paths); path != "" {
+		for _, p := range cfg.Policies {
+			p.ConfigPath = path
+		}
+	}
 	return cfg, diags
+}
+
+// configPath is the configuration path an operator passes back with
+// -config, absolute so that it works from any directory: empty for
+// DefaultPath or when several paths were read.
+func configPath(paths []string) string {
+	if len(paths) != 1 {
+		return ""
+	}
+	abs, err := filepath.Abs(paths[0])
+	if err != nil || abs == DefaultPath {
+		return ""
+	}
+	return abs
 }
 
 // LoadSources loads a configuration from in-memory files, taken in the

@@ -256,3 +256,41 @@ func TestAllProblemsInOneRun(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+func TestRotateCommandNamesTheConfiguration(t *testing.T) {
+	for _, tt := range []struct{ path, want string }{
+		{"", "rekey rotate pay"},
+		{DefaultPath, "rekey rotate pay"},
+		{"/srv/rekey", "rekey rotate -config /srv/rekey pay"},
+		{"/srv/my rekey", "rekey rotate -config '/srv/my rekey' pay"},
+		{"/srv/it's", `rekey rotate -config '/srv/it'\''s' pay`},
+	} {
+		if got := RotateCommand(tt.path, "pay"); got != tt.want {
+			t.Errorf("RotateCommand(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestLoadRecordsTheAbsoluteConfigPath(t *testing.T) {
+	dir := t.TempDir()
+	src := "policy \"pay\" {\n  every = \"1d\"\n  provider \"test\" { name = \"pay\" }\n  sink \"test\" { path = \"/pay\" }\n  probe \"test\" {}\n}\n"
+	if err := os.WriteFile(filepath.Join(dir, "pay.hcl"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	cfg, diags := Load(".")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if len(cfg.Policies) != 1 {
+		t.Fatalf("%d policies", len(cfg.Policies))
+	}
+	for _, p := range cfg.Policies {
+		if p.ConfigPath != dir {
+			t.Errorf("%s: ConfigPath = %q, want %q", p.Name, p.ConfigPath, dir)
+		}
+		if got, want := p.RotateCommand(), "rekey rotate -config "+dir+" "+p.Name; got != want {
+			t.Errorf("RotateCommand() = %q, want %q", got, want)
+		}
+	}
+}

@@ -5,6 +5,7 @@
 package policies
 
 import (
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -82,6 +83,31 @@ type Policy struct {
 	// MaxFailures is the failure budget: after this many consecutive failed
 	// attempts the policy is stuck until an operator rotates it by hand.
 	MaxFailures int
+	// ConfigPath is the configuration the policy was loaded from, when it
+	// is not DefaultPath: messages that tell an operator to run rekey
+	// rotate name it with -config.
+	ConfigPath string
+}
+
+// DefaultPath is where rekey reads its configuration when neither -config
+// nor $REKEY_CONFIG says otherwise.
+const DefaultPath = "/etc/rekey"
+
+// RotateCommand is the command an operator runs to rotate (or release)
+// the policy by hand: rekey rotate, with -config when the policy was not
+// loaded from DefaultPath.
+func (p *Policy) RotateCommand() string { return RotateCommand(p.ConfigPath, p.Name) }
+
+// RotateCommand is "rekey rotate NAME", with -config PATH (shell-quoted
+// when needed) unless path is empty or DefaultPath.
+func RotateCommand(path, name string) string {
+	if path == "" || path == DefaultPath {
+		return "rekey rotate " + name
+	}
+	if strings.ContainsAny(path, " \t\n'\"$`\\;&|<>()*?[]#~!{}") {
+		path = "'" + strings.ReplaceAll(path, "'", `'\''`) + "'"
+	}
+	return "rekey rotate -config " + path + " " + name
 }
 
 // Schedule says when a policy is due.

@@ -112,7 +112,7 @@ func decide(p *policies.Policy, st PolicyState, created, expires time.Time, dist
 		return Decision{Reason: ReasonInFlight, Message: fmt.Sprintf("rotation %s is at step %s", st.Active.ID, st.Active.Step), At: now}
 	}
 	if st.Stuck {
-		return Decision{Reason: ReasonStuck, Message: fmt.Sprintf("stuck after %d failed attempts (last: %s); fix the cause, then run: rekey rotate %s", st.Failures, st.LastError, p.Name)}
+		return Decision{Reason: ReasonStuck, Message: fmt.Sprintf("stuck after %d failed attempts (last: %s); fix the cause, then run: %s", st.Failures, st.LastError, p.RotateCommand())}
 	}
 	var d Decision
 	switch {

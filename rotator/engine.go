@@ -488,7 +488,7 @@ func (e *Engine) advanceLocked(ctx context.Context, p *policies.Policy, mode adv
 		// was never deactivated): nothing more happens until an operator
 		// runs rekey rotate. A rollback that could not prove the old key
 		// served is retried at start and by rekey rotate.
-		msg := fmt.Sprintf("stuck at step %s (%s); fix the cause, then run: rekey rotate %s", st.Active.Step, st.LastError, p.Name)
+		msg := fmt.Sprintf("stuck at step %s (%s); fix the cause, then run: %s", st.Active.Step, st.LastError, p.RotateCommand())
 		return Outcome{Policy: p.Name, RotationID: st.Active.ID, Step: st.Active.Step, Result: OutcomeStuck, Decision: Decision{Reason: ReasonStuck, Message: msg}}, nil
 	}
 	r := &run{e: e, p: p, rec: *st.Active, log: e.log.With().Str("policy", p.Name).Str("rotation_id", st.Active.ID).Logger()}

@@ -46,8 +46,8 @@ func (r *run) proveNewKeyServed(ctx context.Context, step Step) error {
 	for i, id := range r.rec.OldKeyIDs {
 		old[i] = secret.Mask(id)
 	}
-	err = r.clean(fmt.Errorf("%w: the dependents do not pass with the new key, so one may still use the old key %s; %s is held back and both keys are kept; fix the dependents, then run: rekey rotate %s: %w",
-		ErrStuck, strings.Join(old, ", "), step, r.p.Name, err))
+	err = r.clean(fmt.Errorf("%w: the dependents do not pass with the new key, so one may still use the old key %s; %s is held back and both keys are kept; fix the dependents, then run: %s: %w",
+		ErrStuck, strings.Join(old, ", "), step, r.p.RotateCommand(), err))
 	if serr := r.save(ctx, func(st *PolicyState) {
 		st.Stuck = true
 		st.LastError = err.Error()

@@ -209,7 +209,7 @@ func (r *run) keepNewKey(ctx context.Context, cause error) (Outcome, error) {
 // dependent holds the new key. The policy is stuck until the proof
 // succeeds, which is tried again at start and by rekey rotate.
 func (r *run) rollbackStuck(ctx context.Context, cause, err error) (Outcome, error) {
-	err = r.clean(fmt.Errorf("%w: both keys are kept; fix the dependents, then run: rekey rotate %s: %w", ErrStuck, r.p.Name, err))
+	err = r.clean(fmt.Errorf("%w: both keys are kept; fix the dependents, then run: %s: %w", ErrStuck, r.p.RotateCommand(), err))
 	if serr := r.save(ctx, func(st *PolicyState) {
 		st.Stuck = true
 		st.LastResult = string(OutcomeStuck)

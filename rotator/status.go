@@ -95,7 +95,7 @@ func NextFor(p *policies.Policy, st PolicyState, f Facts, now time.Time) Next {
 		}
 		if st.Stuck {
 			n.State = NextStuck
-			n.Reason = fmt.Sprintf("rotation %s is stuck at step %s: %s; fix the cause, then run: rekey rotate %s", a.ID, a.Step, st.LastError, p.Name)
+			n.Reason = fmt.Sprintf("rotation %s is stuck at step %s: %s; fix the cause, then run: %s", a.ID, a.Step, st.LastError, p.RotateCommand())
 		}
 		return n
 	}

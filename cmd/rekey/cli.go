@@ -32,7 +32,7 @@ const (
 
 // DefaultConfig is the configuration path when neither -config nor
 // REKEY_CONFIG is given.
-const DefaultConfig = "/etc/rekey"
+const DefaultConfig = policies.DefaultPath
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"

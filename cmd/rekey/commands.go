@@ -239,7 +239,7 @@ func (a *app) cmdStatus(args []string) int {
 	a.writeOwnership(cfg)
 	for _, s := range st {
 		if s.Stuck {
-			fmt.Fprintf(a.stdout, "\n%s is stuck: fix the cause, then release it with: rekey rotate -config %s %s\n", s.Policy, *cfgPath, s.Policy)
+			fmt.Fprintf(a.stdout, "\n%s is stuck: fix the cause, then release it with: %s\n", s.Policy, policies.RotateCommand(absPath(*cfgPath), s.Policy))
 		}
 	}
 	return ExitOK
@@ -670,4 +670,13 @@ func (p *stepPrinter) state(policy string) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.last[policy]
+}
+
+// absPath is path made absolute, for commands printed to be run from any
+// directory; path itself when that fails.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return path
 }

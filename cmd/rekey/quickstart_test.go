@@ -644,6 +644,14 @@ func TestStatusNamesTheReleaseCommand(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "STUCK") || !strings.Contains(out, "quickstart is stuck: fix the cause, then release it with: rekey rotate -config "+q.dir+" quickstart") {
 		t.Fatalf("status of a stuck policy: %d\n%s", code, out)
 	}
+	// The engine's own messages name the configuration too.
+	want := "then run: rekey rotate -config " + q.dir + " quickstart"
+	for _, args := range [][]string{{"plan", "-config", q.dir}, {"status", "-json", "-config", q.dir}} {
+		out, _ := q.rekey(args...)
+		if !strings.Contains(out, want) || strings.Contains(out, "then run: rekey rotate quickstart") {
+			t.Errorf("rekey %s does not say %q:\n%s", strings.Join(args, " "), want, out)
+		}
+	}
 }
 
 // startRotateWait starts `rekey rotate -wait quickstart` in the background;
