@@ -644,6 +644,55 @@ func TestHAJournalWipedIsNotAFirstStart(t *testing.T) {
 	}
 }
 
+// TestHAJournalWipedUnderTheDaemon: the journal deleted from etcd under
+// running instances stops their scheduling, and status, plan and rotate
+// through an instance's socket exit 3 saying so and how to resume,
+// instead of showing a state nothing schedules any more.
+func TestHAJournalWipedUnderTheDaemon(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	h := newHA(t, c, "2s")
+	q := h.q
+	q.seed()
+	a := h.start("a")
+	b := h.start("b")
+	h.waitFor("the first rotation is done", 30*time.Second, func() bool {
+		st := h.state()
+		return st.Active == nil && len(st.History) == 1
+	})
+	if _, err := h.j.Client().Delete(context.Background(), h.prefix, clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*daemon{a, b} {
+		waitLogWithin(t, d, "JOURNAL LOST", 20*time.Second)
+	}
+	for _, args := range [][]string{{"status"}, {"status", "-json"}, {"plan"}, {"rotate", "quickstart"}} {
+		out, code := q.rekey(append(args, "-config", h.dir("a"))...)
+		if code != ExitRuntime {
+			t.Errorf("rekey %s with the etcd journal wiped: exit %d\n%s", strings.Join(args, " "), code, out)
+		}
+		for _, want := range []string{"JOURNAL LOST", "stopped scheduling", "was deleted while rekey was running", "restore etcd from a snapshot"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("rekey %s with the etcd journal wiped does not say %q:\n%s", strings.Join(args, " "), want, out)
+			}
+		}
+	}
+	if r, err := h.j.Client().Get(context.Background(), h.prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly()); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, kv := range r.Kvs {
+			if !strings.Contains(string(kv.Key), "/election/") && !strings.Contains(string(kv.Key), "/instances/") {
+				t.Errorf("an instance wrote %s after the journal was wiped", kv.Key)
+			}
+		}
+	}
+	for name, d := range map[string]*daemon{"a": a, "b": b} {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		if err := d.wait(t, 20*time.Second); err == nil {
+			t.Errorf("instance %s exited 0 after its journal was lost", name)
+		}
+	}
+}
+
 // TestHARollingRestart: while rotations run, an etcd member is stopped and
 // started again, and every rekey instance in turn is stopped (SIGTERM) and
 // started again, the owner included. Every rotation ends done, each

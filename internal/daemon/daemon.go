@@ -228,7 +228,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	lost := make(chan error, 1)
 	if bolt != nil {
-		goBG(func() { watchJournal(bgCtx, bolt, d.opts.JournalCheck, lost) })
+		goBG(func() {
+			watchJournal(bgCtx, func(context.Context) error { return bolt.Check() }, d.opts.JournalCheck, lost)
+		})
+	} else if hanode != nil {
+		goBG(func() { watchJournal(bgCtx, hanode.journal.CheckIdentity, d.opts.JournalCheck, lost) })
 	}
 
 	ready.Store(true)
@@ -274,16 +278,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 			stopSched()
 			ev := log.Error().Err(err)
 			now := time.Now().UTC()
-			rescue := filepath.Join(cfg.StateDir, rotator.JournalFile+".rescued-"+now.Format("20060102T150405Z"))
-			rerr := bolt.Rescue(rescue)
-			if rerr == nil {
-				ev = ev.Str("rescued_journal", rescue)
+			var shown error
+			if bolt != nil {
+				rescue := filepath.Join(cfg.StateDir, rotator.JournalFile+".rescued-"+now.Format("20060102T150405Z"))
+				rerr := bolt.Rescue(rescue)
+				if rerr == nil {
+					ev = ev.Str("rescued_journal", rescue)
+				} else {
+					ev = ev.AnErr("rescue_error", rerr)
+				}
+				shown = lostMessage(err, now, rescue, rerr)
 			} else {
-				ev = ev.AnErr("rescue_error", rerr)
+				shown = etcdLostMessage(err, now)
 			}
-			shown := lostMessage(err, now, rescue, rerr)
 			lostErr.Store(&shown)
-			ev.Msg("JOURNAL LOST while running: scheduling stopped, /readyz fails. Stop the daemon; if a rescued journal was written, check it and move it to journal.db, then start again")
+			ev.Msg("JOURNAL LOST while running: scheduling stopped, /readyz fails; to resume: " + lostAdvice(bolt != nil))
 			notifyState(log, func() error { return sdnotify.Status("JOURNAL LOST: scheduling stopped; see the log") })
 		case err := <-schedDone:
 			if journalLost {
@@ -301,7 +310,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.waitWork(&work, stopWork)
 			log.Info().Msg("stopped")
 			if journalLost {
-				return fmt.Errorf("%w: stopped after the journal file was deleted or replaced", ErrJournalLost)
+				return fmt.Errorf("%w: stopped after the journal was deleted or replaced", ErrJournalLost)
 			}
 			return nil
 		}
@@ -377,9 +386,25 @@ func lostMessage(err error, at time.Time, rescue string, rescueErr error) error 
 		at.Format(time.RFC3339), err, next)
 }
 
-// watchJournal checks every interval that the journal file is still the
-// one that was opened, and reports the first failure on lost.
-func watchJournal(ctx context.Context, j *rotator.BoltJournal, every time.Duration, lost chan<- error) {
+// etcdLostMessage is lostMessage for the journal in etcd, which rekey
+// cannot rescue: it was deleted or replaced there.
+func etcdLostMessage(err error, at time.Time) error {
+	return fmt.Errorf("JOURNAL LOST at %s, the daemon stopped scheduling every policy (nothing rotates until it is restarted): %w; to resume: %s",
+		at.Format(time.RFC3339), err, lostAdvice(false))
+}
+
+// lostAdvice says how to resume after the journal was lost under a
+// running daemon.
+func lostAdvice(embedded bool) string {
+	if embedded {
+		return "stop the daemon; if a rescued journal was written, check it and move it to journal.db, then start again"
+	}
+	return "stop every instance, restore etcd from a snapshot (etcdctl snapshot restore) or point prefix at the journal the instances used, then start the daemon again"
+}
+
+// watchJournal runs check every interval (it reports whether the journal
+// is still the one that was opened) and sends its first failure on lost.
+func watchJournal(ctx context.Context, check func(context.Context) error, every time.Duration, lost chan<- error) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -387,7 +412,7 @@ func watchJournal(ctx context.Context, j *rotator.BoltJournal, every time.Durati
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := j.Check(); err != nil {
+			if err := check(ctx); err != nil {
 				if errors.Is(err, os.ErrPermission) {
 					continue
 				}

@@ -228,10 +228,12 @@ func openJournal(cfg *policies.Config, auditPath string, log zerolog.Logger) (j 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := checkIdentity(h.journal, cfg.StateDir, auditPath); err != nil {
+	id, err := checkIdentity(h.journal, cfg.StateDir, auditPath)
+	if err != nil {
 		h.journal.Close()
 		return nil, nil, nil, err
 	}
+	h.journal.RequireIdentity(id)
 	return h.journal, nil, h, nil
 }
 
@@ -242,39 +244,39 @@ const EtcdMarker = "etcd-journal.marker"
 
 // checkIdentity compares the journal's id in etcd with the one this
 // instance recorded, creates the id at a true first start, and records it.
-func checkIdentity(j *etcdjournal.Journal, stateDir, auditPath string) error {
+func checkIdentity(j *etcdjournal.Journal, stateDir, auditPath string) (string, error) {
 	ctx := context.Background()
 	marker := filepath.Join(stateDir, EtcdMarker)
 	where := fmt.Sprintf("the journal in etcd (prefix %s)", j.Prefix())
 	b, err := os.ReadFile(marker)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("reading %s: %w", marker, err)
+		return "", fmt.Errorf("reading %s: %w", marker, err)
 	}
 	local := strings.TrimSpace(string(b))
 	id, exists, err := j.Identity(ctx, false)
 	if err != nil {
-		return err
+		return "", err
 	}
 	advice := "rekey refuses to start from scratch, which could orphan a new key or leave an old one unrevoked: restore etcd from a snapshot (etcdctl snapshot restore), or point prefix at the journal this instance used"
 	switch {
 	case local != "" && !exists:
-		return fmt.Errorf("%w: %s is gone, but %s shows this instance used journal %s; %s", rotator.ErrJournalLost, where, marker, local, advice)
+		return "", fmt.Errorf("%w: %s is gone, but %s shows this instance used journal %s; %s", rotator.ErrJournalLost, where, marker, local, advice)
 	case local != "" && id != local:
-		return fmt.Errorf("%w: %s has the id %s, not %s recorded in %s: it was replaced; %s", rotator.ErrJournalLost, where, id, local, marker, advice)
+		return "", fmt.Errorf("%w: %s has the id %s, not %s recorded in %s: it was replaced; %s", rotator.ErrJournalLost, where, id, local, marker, advice)
 	case local != "":
-		return nil
+		return local, nil
 	case !exists:
 		if fi, err := os.Stat(auditPath); err == nil && fi.Size() > 0 {
-			return fmt.Errorf("%w: %s is empty, but %s shows rotations ran here before; %s", rotator.ErrJournalLost, where, auditPath, advice)
+			return "", fmt.Errorf("%w: %s is empty, but %s shows rotations ran here before; %s", rotator.ErrJournalLost, where, auditPath, advice)
 		}
 		if id, _, err = j.Identity(ctx, true); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if err := os.WriteFile(marker, []byte(id+"\n"), 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", marker, err)
+		return "", fmt.Errorf("writing %s: %w", marker, err)
 	}
-	return nil
+	return id, nil
 }
 
 // journalChanged reports whether a reload changes the journal settings,

@@ -64,6 +64,10 @@ type Journal struct {
 
 	mu    sync.Mutex
 	fence *Fence
+	// id, once set by RequireIdentity, is the journal id every fenced
+	// read and write compares: a journal wiped or replaced in etcd is
+	// never written as if it were this one.
+	id string
 }
 
 var _ rotator.Journal = (*Journal)(nil)
@@ -145,6 +149,15 @@ func (j *Journal) SetFence(f *Fence) {
 // them, writes nothing.
 func (j *Journal) Standby() { j.SetFence(&Fence{}) }
 
+// RequireIdentity makes every later fenced read and write (every Update,
+// and CheckOwner) conditional on the journal id in etcd being id; when it
+// is not, they fail with rotator.ErrJournalLost.
+func (j *Journal) RequireIdentity(id string) {
+	j.mu.Lock()
+	j.id = id
+	j.mu.Unlock()
+}
+
 // CheckOwner reads the fence in etcd: nil while this instance still holds
 // it, ErrNotOwner (naming the owner) once it does not. The daemon calls it
 // right before every irreversible step.
@@ -158,12 +171,45 @@ func (j *Journal) CheckOwner(ctx context.Context) error {
 	}
 	ctx, cancel := j.op(ctx)
 	defer cancel()
-	r, err := j.cli.Txn(ctx).If(fenceCmp(f)...).Commit()
+	r, err := j.cli.Txn(ctx).If(j.fenceCmp(f)...).Commit()
 	if err != nil {
 		return fmt.Errorf("checking ownership in etcd: %w", err)
 	}
 	if !r.Succeeded {
-		return j.notOwner(ctx)
+		return j.refused(ctx)
+	}
+	return nil
+}
+
+// refused says why a fenced transaction failed: the journal is not the
+// one required (ErrJournalLost), or this instance does not own the
+// policies (ErrNotOwner).
+func (j *Journal) refused(ctx context.Context) error {
+	if err := j.CheckIdentity(ctx); err != nil {
+		return err
+	}
+	return j.notOwner(ctx)
+}
+
+// CheckIdentity reports rotator.ErrJournalLost when the journal id in
+// etcd is no longer the one given to RequireIdentity: the journal was
+// deleted or replaced. It returns nil when no identity is required or
+// when etcd cannot be read (that is not a loss).
+func (j *Journal) CheckIdentity(ctx context.Context) error {
+	j.mu.Lock()
+	want := j.id
+	j.mu.Unlock()
+	if want == "" {
+		return nil
+	}
+	id, exists, err := j.Identity(ctx, false)
+	switch {
+	case err != nil:
+		return nil
+	case !exists:
+		return fmt.Errorf("%w: the journal in etcd (prefix %s) was deleted while rekey was running", rotator.ErrJournalLost, j.prefix)
+	case id != want:
+		return fmt.Errorf("%w: the journal in etcd (prefix %s) was replaced while rekey was running: its id is %s, not %s", rotator.ErrJournalLost, j.prefix, id, want)
 	}
 	return nil
 }
@@ -228,7 +274,7 @@ func (j *Journal) Update(ctx context.Context, policy string, fn func(*rotator.Po
 		if err != nil {
 			return rotator.PolicyState{}, err
 		}
-		cmps := append(fenceCmp(fence), clientv3.Compare(clientv3.ModRevision(key), "=", rev))
+		cmps := append(j.fenceCmp(fence), clientv3.Compare(clientv3.ModRevision(key), "=", rev))
 		octx, cancel := j.op(ctx)
 		r, err := j.cli.Txn(octx).If(cmps...).Then(clientv3.OpPut(key, string(v))).Commit()
 		cancel()
@@ -255,12 +301,12 @@ func (j *Journal) fencedRead(ctx context.Context, key, policy string, fence *Fen
 	if fence != nil && fence.Key == "" {
 		return rotator.PolicyState{}, 0, fmt.Errorf("updating journal for %s: %w", policy, j.notOwner(ctx))
 	}
-	r, err := j.cli.Txn(ctx).If(fenceCmp(fence)...).Then(clientv3.OpGet(key)).Commit()
+	r, err := j.cli.Txn(ctx).If(j.fenceCmp(fence)...).Then(clientv3.OpGet(key)).Commit()
 	if err != nil {
 		return rotator.PolicyState{}, 0, fmt.Errorf("reading journal for %s from etcd: %w", policy, err)
 	}
 	if !r.Succeeded {
-		return rotator.PolicyState{}, 0, fmt.Errorf("updating journal for %s: %w", policy, j.notOwner(ctx))
+		return rotator.PolicyState{}, 0, fmt.Errorf("updating journal for %s: %w", policy, j.refused(ctx))
 	}
 	st := rotator.PolicyState{Policy: policy}
 	kvs := r.Responses[0].GetResponseRange().Kvs
@@ -273,11 +319,20 @@ func (j *Journal) fencedRead(ctx context.Context, key, policy string, fence *Fen
 	return st, kvs[0].ModRevision, nil
 }
 
-func fenceCmp(f *Fence) []clientv3.Cmp {
+// fenceCmp is the condition of a fenced transaction: f's election key
+// unchanged and, once RequireIdentity was called, the journal id.
+func (j *Journal) fenceCmp(f *Fence) []clientv3.Cmp {
 	if f == nil {
 		return nil
 	}
-	return []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Rev)}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Rev)}
+	j.mu.Lock()
+	id := j.id
+	j.mu.Unlock()
+	if id != "" {
+		cmps = append(cmps, clientv3.Compare(clientv3.Value(j.prefix+"journal_id"), "=", id))
+	}
+	return cmps
 }
 
 // List implements rotator.Journal: every policy, sorted by name.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/rekeyhq/rekey/rotator/etcdjournal"
 	"github.com/rekeyhq/rekey/rotator/journaltest"
 	"github.com/rekeyhq/rekey/testenv/etcdtest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 var seq atomic.Int64
@@ -56,6 +58,69 @@ func TestEtcdJournal(t *testing.T) {
 	})
 	t.Run("StaleOwnerCannotWrite", func(t *testing.T) { staleOwner(t, c) })
 	t.Run("QuorumLoss", func(t *testing.T) { quorumLoss(t, c) })
+	t.Run("WipedJournalIsNeverWritten", func(t *testing.T) { wiped(t, c) })
+}
+
+// The journal is deleted from etcd (or replaced) under its owner, and a
+// standby then wins the election with the old keys gone: neither writes
+// the wiped journal as if it were a fresh one; both are refused with
+// ErrJournalLost and nothing is created.
+func wiped(t *testing.T, c *etcdtest.Cluster) {
+	ctx := context.Background()
+	p := prefix()
+	ja, jb := open(t, c, p), open(t, c, p)
+	id, _, err := ja.Identity(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ja.RequireIdentity(id)
+	jb.RequireIdentity(id)
+	a, err := etcdjournal.Join(ctx, ja.Client(), p, "a", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	fa, err := a.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ja.SetFence(fa)
+	if _, err := ja.Update(ctx, "p", func(st *rotator.PolicyState) error { st.Generation = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := ja.CheckIdentity(ctx); err != nil {
+		t.Fatalf("CheckIdentity before the wipe: %v", err)
+	}
+	if _, err := ja.Client().Delete(ctx, p, clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ja.CheckIdentity(ctx); !errors.Is(err, rotator.ErrJournalLost) {
+		t.Errorf("CheckIdentity after the wipe = %v, want ErrJournalLost", err)
+	}
+	b, err := etcdjournal.Join(ctx, jb.Client(), p, "b", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	fb, err := b.Campaign(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jb.SetFence(fb)
+	for name, j := range map[string]*etcdjournal.Journal{"owner": ja, "standby that won": jb} {
+		if _, err := j.Update(ctx, "p", func(st *rotator.PolicyState) error { st.Generation++; return nil }); !errors.Is(err, rotator.ErrJournalLost) {
+			t.Errorf("%s: update of the wiped journal = %v, want ErrJournalLost", name, err)
+		}
+	}
+	if _, err := ja.Client().Put(ctx, p+"journal_id", "another"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jb.Update(ctx, "p", func(st *rotator.PolicyState) error { st.Generation++; return nil }); !errors.Is(err, rotator.ErrJournalLost) || !strings.Contains(err.Error(), "replaced") {
+		t.Errorf("update of a replaced journal = %v, want ErrJournalLost (replaced)", err)
+	}
+	if _, ok, err := jb.Get(ctx, "p"); ok || err != nil {
+		t.Errorf("a record was written to the wiped journal (%v)", err)
+	}
 }
 
 // The owner's lease is lost (revoked here, as an expiry after a pause
