@@ -474,12 +474,21 @@ func (j *BoltJournal) Update(_ context.Context, policy string, fn func(*PolicySt
 
 // List implements Journal.
 func (j *BoltJournal) List(_ context.Context) ([]PolicyState, error) {
+	return j.list(func(v []byte) (PolicyState, error) {
+		var st PolicyState
+		err := json.Unmarshal(v, &st)
+		return st, err
+	})
+}
+
+// list decodes every entry of the journal with decode.
+func (j *BoltJournal) list(decode func([]byte) (PolicyState, error)) ([]PolicyState, error) {
 	var out []PolicyState
 	err := j.guard(func() error {
 		return j.db.View(func(tx *bolt.Tx) error {
 			return tx.Bucket(policiesBucket).ForEach(func(_, v []byte) error {
-				var st PolicyState
-				if err := json.Unmarshal(v, &st); err != nil {
+				st, err := decode(v)
+				if err != nil {
 					return err
 				}
 				out = append(out, st)

@@ -79,21 +79,5 @@ func (j *BoltJournal) getHot(_ context.Context, policy string) (PolicyState, boo
 }
 
 func (j *BoltJournal) listHot(_ context.Context) ([]PolicyState, error) {
-	var out []PolicyState
-	err := j.guard(func() error {
-		return j.db.View(func(tx *bolt.Tx) error {
-			return tx.Bucket(policiesBucket).ForEach(func(_, v []byte) error {
-				st, err := decodeHot(v)
-				if err != nil {
-					return err
-				}
-				out = append(out, st)
-				return nil
-			})
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("listing journal: %w", err)
-	}
-	return out, nil
+	return j.list(decodeHot)
 }

@@ -32,6 +32,28 @@ func open(t *testing.T, c *etcdtest.Cluster, prefix string) *etcdjournal.Journal
 	return j
 }
 
+// join enters j's instance in the election under prefix p; it leaves when
+// the test ends.
+func join(t *testing.T, j *etcdjournal.Journal, p, instance string, ttl time.Duration) *etcdjournal.Leadership {
+	t.Helper()
+	l, err := etcdjournal.Join(context.Background(), j.Client(), p, instance, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// win waits until l owns the journal and fences j's writes on it.
+func win(t *testing.T, j *etcdjournal.Journal, l *etcdjournal.Leadership) {
+	t.Helper()
+	f, err := l.Campaign(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.SetFence(f)
+}
+
 // One cluster serves every test of the package: starting one takes about
 // a second, and each test works under its own prefix.
 func TestEtcdJournal(t *testing.T) {
@@ -43,16 +65,7 @@ func TestEtcdJournal(t *testing.T) {
 		journaltest.Run(t, func(t *testing.T) rotator.Journal {
 			p := prefix()
 			j := open(t, c, p)
-			l, err := etcdjournal.Join(context.Background(), j.Client(), p, "solo", 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
-			f, err := l.Campaign(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			j.SetFence(f)
+			win(t, j, join(t, j, p, "solo", 5*time.Second))
 			return j
 		})
 	})
@@ -75,16 +88,7 @@ func wiped(t *testing.T, c *etcdtest.Cluster) {
 	}
 	ja.RequireIdentity(id)
 	jb.RequireIdentity(id)
-	a, err := etcdjournal.Join(ctx, ja.Client(), p, "a", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	fa, err := a.Campaign(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ja.SetFence(fa)
+	win(t, ja, join(t, ja, p, "a", 5*time.Second))
 	if _, err := ja.Update(ctx, "p", func(st *rotator.PolicyState) error { st.Generation = 1; return nil }); err != nil {
 		t.Fatal(err)
 	}
@@ -97,16 +101,7 @@ func wiped(t *testing.T, c *etcdtest.Cluster) {
 	if err := ja.CheckIdentity(ctx); !errors.Is(err, rotator.ErrJournalLost) {
 		t.Errorf("CheckIdentity after the wipe = %v, want ErrJournalLost", err)
 	}
-	b, err := etcdjournal.Join(ctx, jb.Client(), p, "b", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	fb, err := b.Campaign(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jb.SetFence(fb)
+	win(t, jb, join(t, jb, p, "b", 5*time.Second))
 	for name, j := range map[string]*etcdjournal.Journal{"owner": ja, "standby that won": jb} {
 		if _, err := j.Update(ctx, "p", func(st *rotator.PolicyState) error { st.Generation++; return nil }); !errors.Is(err, rotator.ErrJournalLost) {
 			t.Errorf("%s: update of the wiped journal = %v, want ErrJournalLost", name, err)
@@ -130,21 +125,9 @@ func staleOwner(t *testing.T, c *etcdtest.Cluster) {
 	ctx := context.Background()
 	p := prefix()
 	ja, jb := open(t, c, p), open(t, c, p)
-	a, err := etcdjournal.Join(ctx, ja.Client(), p, "a", 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := etcdjournal.Join(ctx, jb.Client(), p, "b", 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	fa, err := a.Campaign(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ja.SetFence(fa)
+	a := join(t, ja, p, "a", 2*time.Second)
+	b := join(t, jb, p, "b", 2*time.Second)
+	win(t, ja, a)
 	if _, err := ja.Update(ctx, "p", func(st *rotator.PolicyState) error { st.Generation = 1; return nil }); err != nil {
 		t.Fatal(err)
 	}
