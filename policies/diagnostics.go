@@ -246,3 +246,37 @@ func clipSnippet(files map[string]*hcl.File, d *hcl.Diagnostic) (map[string]*hcl
 	clipped.EvalContext = nil
 	return map[string]*hcl.File{d.Subject.Filename: {Bytes: b.Bytes(), Body: &hclsyntax.Body{}}}, &clipped
 }
+
+// LoadError is a configuration that did not load. Error returns the
+// diagnostics as WriteDiagnostics renders them; Problems has each one on its
+// own, for a log that shows one line per problem.
+type LoadError struct {
+	Text     string
+	Problems []Problem
+}
+
+// Problem is one diagnostic of a LoadError.
+type Problem struct {
+	Error   bool   // an error; otherwise a warning
+	At      string // FILE:LINE:COL, empty for a problem without a position
+	Summary string
+	Detail  string
+}
+
+func (e *LoadError) Error() string { return e.Text }
+
+// NewLoadError renders diags, with snippets from files (Loader.Files), as a
+// LoadError.
+func NewLoadError(files map[string]*hcl.File, diags hcl.Diagnostics) *LoadError {
+	var buf bytes.Buffer
+	_ = WriteDiagnostics(&buf, files, diags, false)
+	e := &LoadError{Text: strings.TrimRight(buf.String(), "\n")}
+	for _, d := range diags {
+		p := Problem{Error: d.Severity == hcl.DiagError, Summary: d.Summary, Detail: d.Detail}
+		if r := d.Subject; r != nil {
+			p.At = fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
+		}
+		e.Problems = append(e.Problems, p)
+	}
+	return e
+}

@@ -113,3 +113,30 @@ func TestMultiLineSnippet(t *testing.T) {
 		t.Errorf("snippet = %+v", s)
 	}
 }
+
+// TestLoadErrorKeepsEachProblem: NewLoadError renders the diagnostics as
+// validate does and keeps each one, with its severity and FILE:LINE:COL,
+// for the daemon's one log line per problem.
+func TestLoadErrorKeepsEachProblem(t *testing.T) {
+	l := &Loader{LookupEnv: testEnv}
+	_, diags := l.LoadSources(map[string][]byte{"p.hcl": []byte("policy \"p\" {\n  every = \"1h\"\n  provider \"random\" {}\n  sink \"file\" {\n    path = \"/tmp/x\"\n    colour = 1\n  }\n}\n")})
+	e := NewLoadError(l.Files(), diags)
+	if want := strings.TrimRight(render(t, l.Files(), diags), "\n"); e.Error() != want {
+		t.Errorf("Error() = %q, want the rendered diagnostics %q", e.Error(), want)
+	}
+	want := map[string]Problem{
+		"Unknown sink kind":                       {Error: true, At: "p.hcl:4:8"},
+		"Revocation outlasts the rotation period": {Error: false, At: "p.hcl:2:11"},
+	}
+	for _, p := range e.Problems {
+		if w, ok := want[p.Summary]; ok {
+			if p.Error != w.Error || p.At != w.At || p.Detail == "" {
+				t.Errorf("%s: %+v, want error=%v at %s with its detail", p.Summary, p, w.Error, w.At)
+			}
+			delete(want, p.Summary)
+		}
+	}
+	if len(want) > 0 || len(e.Problems) != len(diags) {
+		t.Errorf("problems %+v: missing %v", e.Problems, want)
+	}
+}

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
@@ -98,12 +96,10 @@ func reloadConfig(path string) (*policies.Config, error) {
 	ld := policies.NewLoader()
 	next, diags := ld.Load(path)
 	if diags.HasErrors() || next == nil {
-		var buf bytes.Buffer
-		_ = policies.WriteDiagnostics(&buf, ld.Files(), diags, false)
 		if next != nil {
 			next.Connections.Close()
 		}
-		return nil, fmt.Errorf("%s", buf.String())
+		return nil, policies.NewLoadError(ld.Files(), diags)
 	}
 	return next, nil
 }

@@ -358,7 +358,23 @@ func (d *Daemon) loadNext(cur *policies.Config) *policies.Config {
 	}
 	next, err := d.opts.Load()
 	if err != nil || next == nil {
-		d.log.Error().Err(err).Msg("reload rejected: the configuration is invalid; the last good configuration keeps running")
+		const msg = "reload rejected: the configuration is invalid; the last good configuration keeps running"
+		var le *policies.LoadError
+		if !errors.As(err, &le) {
+			d.log.Error().Err(err).Msg(msg)
+			return nil
+		}
+		d.log.Error().Int("problems", len(le.Problems)).Msg(msg)
+		for _, p := range le.Problems {
+			ev := d.log.Warn()
+			if p.Error {
+				ev = d.log.Error()
+			}
+			if p.At != "" {
+				ev = ev.Str("at", p.At)
+			}
+			ev.Str("problem", p.Summary).Str("detail", p.Detail).Msg("reload rejected")
+		}
 		return nil
 	}
 	if next.StateDir != cur.StateDir {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -217,4 +218,67 @@ func TestJournalDeletedWhileRunning(t *testing.T) {
 	if err != nil || len(st) != 1 || st[0].Generation != 1 {
 		t.Fatalf("status from the rescued journal: %+v %v", st, err)
 	}
+}
+
+// TestReloadRejectedLogsEachProblem: an invalid configuration on reload is
+// rejected as a whole, the last good one keeps running, and the log has one
+// line per problem with its FILE:LINE:COL, not the rendered diagnostics
+// folded into one escaped string.
+func TestReloadRejectedLogsEachProblem(t *testing.T) {
+	resetLedger(t)
+	dir := testConfig(t, "")
+	r := startDaemon(t, dir, Options{})
+	waitFor(t, "the first rotation", r.settled, r.logs)
+	cfg := filepath.Join(dir, "rekey.hcl")
+	good, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(good), `every = "1h"`, `evrey = "1h"`, 1)
+	if err := os.WriteFile(cfg, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.d.Reload()
+	waitFor(t, "the reload to be rejected", func() bool { return strings.Count(r.logs.String(), `"message":"reload rejected"`) == 2 }, r.logs)
+	var summary int
+	problems := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(r.logs.String()), "\n") {
+		var e struct {
+			Level, Message, At, Problem, Detail, Error string
+			Problems                                   int
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		switch {
+		case strings.HasPrefix(e.Message, "reload rejected: the configuration is invalid"):
+			summary = e.Problems
+			if e.Error != "" {
+				t.Errorf("the summary line carries the rendered diagnostics: %q", e.Error)
+			}
+		case e.Message == "reload rejected":
+			if e.Level != "error" || strings.Contains(e.Detail, "\n") {
+				t.Errorf("problem line: %s", line)
+			}
+			problems[e.Problem] = e.At
+		}
+	}
+	if summary != 2 {
+		t.Errorf("summary line says %d problems, want 2:\n%s", summary, r.logs)
+	}
+	line := strings.Count(bad[:strings.Index(bad, "evrey")], "\n") + 1
+	if at := problems["Unsupported argument"]; at != fmt.Sprintf("%s:%d:3", cfg, line) {
+		t.Errorf("Unsupported argument at %q, want %s:%d:3", at, cfg, line)
+	}
+	if at, ok := problems["Missing schedule"]; !ok || !strings.HasPrefix(at, cfg+":") {
+		t.Errorf("Missing schedule at %q (found %v)", at, ok)
+	}
+	if r.logHas("configuration reloaded") {
+		t.Fatalf("the invalid configuration was taken:\n%s", r.logs)
+	}
+	if err := os.WriteFile(cfg, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.d.Reload()
+	waitFor(t, "the good configuration to be taken again", func() bool { return r.logHas("configuration reloaded") }, r.logs)
 }

@@ -224,9 +224,7 @@ func loadConfig(dir string) (*policies.Config, error) {
 	ld := policies.NewLoader()
 	cfg, diags := ld.Load(dir)
 	if diags.HasErrors() {
-		var b bytes.Buffer
-		_ = policies.WriteDiagnostics(&b, ld.Files(), diags, false)
-		return nil, errors.New(b.String())
+		return nil, policies.NewLoadError(ld.Files(), diags)
 	}
 	return cfg, nil
 }
