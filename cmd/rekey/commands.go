@@ -508,9 +508,23 @@ func (a *app) cmdRotate(args []string) int {
 		switch {
 		case err != nil && ctx.Err() != nil:
 			return a.interrupted(printer, names, true, func(ctx context.Context) ([]rotator.PolicyStatus, error) { return c.Status(ctx) })
+		case errors.Is(err, control.ErrConnectionLost):
+			fmt.Fprintf(a.stderr, "rekey rotate: %v (it stopped or crashed; see its log); where each rotation stands:\n", err)
+			code := a.interrupted(printer, names, true, func(ctx context.Context) ([]rotator.PolicyStatus, error) {
+				c, l, err := a.connect(cfg, log, true)
+				if err != nil {
+					return nil, err
+				}
+				if c != nil {
+					return c.Status(ctx)
+				}
+				defer l.close()
+				return l.engine.StatusOf(ctx, names)
+			})
+			return max(code, ExitRuntime)
 		case err != nil:
 			fmt.Fprintf(a.stderr, "rekey rotate: %v\n", err)
-			if strings.Contains(err.Error(), "no such policy") {
+			if errors.Is(err, rotator.ErrUnknownPolicy) {
 				return ExitConfig
 			}
 			return ExitRuntime

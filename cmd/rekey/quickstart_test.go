@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -676,5 +677,54 @@ func startRotateWait(t *testing.T, q *qsEnv) (out *lockedBuffer, interrupt func(
 			t.Fatalf("rotate -wait did not exit after SIGINT:\n%s", out)
 			return nil
 		}
+	}
+}
+
+// TestRotateReportsADaemonThatDied: the daemon is killed while `rekey
+// rotate` follows its rotation through the socket. rotate says the
+// connection broke off and where the rotation stands (from the journal,
+// read once the daemon is gone), exits 3, and never prints done; the next
+// start rolls the rotation back.
+func TestRotateReportsADaemonThatDied(t *testing.T) {
+	q := newQuickstart(t, "")
+	cfg, _ := os.ReadFile(q.path("rekey.hcl"))
+	os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), "command  = [\"./dependent-gate.sh\"]\n    timeout  = \"1s\"", "command  = [\"./dependent-gate.sh\"]\n    timeout  = \"60s\"", 1)), 0o644)
+	gate, _ := os.ReadFile(q.path("dependent-gate.sh"))
+	os.WriteFile(q.path("dependent-gate.sh"), []byte(strings.Replace(string(gate), "set -eu\n", "set -eu\nwhile [ -e \"$(dirname \"$0\")/state/app/hold\" ]; do sleep 0.05; done\n", 1)), 0o755)
+	q.seed()
+	d := q.startDaemon()
+	before := q.waitSettled(d)
+	os.WriteFile(q.path("state/app/hold"), nil, 0o600)
+	cmd := q.command(nil, "rotate", "-config", q.dir, "quickstart")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	for deadline := time.Now().Add(time.Minute); !regexp.MustCompile(`quickstart  reload +ok`).MatchString(out.String()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rotation never reached verify:\n%s", out)
+		}
+	}
+	d.cmd.Process.Kill()
+	d.wait(t, 20*time.Second)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitRuntime {
+		t.Errorf("rotate exited %v, want %d", err, ExitRuntime)
+	}
+	for _, want := range []string{"the daemon closed the connection before the rotation ended", "quickstart: interrupted before the commit"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("rotate output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out.String(), "quickstart: done") {
+		t.Errorf("rotate says done:\n%s", out)
+	}
+	os.Remove(q.path("state/app/hold"))
+	d = q.startDaemon()
+	if st := q.waitSettled(d); st.LastResult != "rolled_back" || st.CurrentKey != before.CurrentKey {
+		t.Errorf("after restart: %+v, want rolled back to %s", st, before.CurrentKey)
 	}
 }

@@ -449,12 +449,30 @@ func (c *Client) Rotate(ctx context.Context, req RotateRequest, fn func(Message)
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	outcomes := 0
 	for sc.Scan() {
 		var m Message
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			return fmt.Errorf("decoding daemon reply: %w", err)
 		}
+		if m.Outcome != nil {
+			outcomes++
+		}
 		fn(m)
 	}
-	return sc.Err()
+	switch err := sc.Err(); {
+	case err != nil && ctx.Err() != nil:
+		return err
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrConnectionLost, err)
+	case outcomes < len(req.Policies):
+		return fmt.Errorf("%w: the reply ended after %d of %d outcomes", ErrConnectionLost, outcomes, len(req.Policies))
+	}
+	return nil
 }
+
+// ErrConnectionLost reports a rotation whose reply stream broke off before
+// every policy's outcome arrived: the daemon stopped or crashed while it
+// rotated. The rotations themselves are in the journal; the daemon's next
+// start finishes or rolls them back.
+var ErrConnectionLost = errors.New("the daemon closed the connection before the rotation ended")
