@@ -235,7 +235,7 @@ func (a *app) cmdStatus(args []string) int {
 		fillOwner(cfg, st)
 		return a.printJSON(st)
 	}
-	writeStatus(a.stdout, st, time.Now())
+	writeStatus(a.stdout, st, time.Now(), absPath(*cfgPath))
 	a.writeOwnership(cfg)
 	for _, s := range st {
 		if s.Stuck {
@@ -255,7 +255,9 @@ func (a *app) printJSON(v any) int {
 	return ExitOK
 }
 
-func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
+// writeStatus prints the status table and the lines below it; cfgPath is
+// the configuration the commands it names should use.
+func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time, cfgPath string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POLICY\tKEY\tAGE\tEXPIRES\tGEN\tLAST\tNEXT DUE\tIN FLIGHT")
 	for _, s := range st {
@@ -275,7 +277,7 @@ func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 			last += " (" + plural(s.Failures, "failure", "failures") + ")"
 		}
 		next := "-"
-		if !s.NextDue.IsZero() {
+		if !s.NextDue.IsZero() && s.InFlight == nil {
 			if d := s.NextDue.Sub(now); d > 0 {
 				next = "in " + humanDuration(d)
 			} else {
@@ -310,7 +312,7 @@ func writeStatus(w io.Writer, st []rotator.PolicyStatus, now time.Time) {
 			fmt.Fprintf(w, "\n%s: ALERT: dependents failed after the old key was revoked: %s\n", s.Policy, s.Alert)
 		}
 		if s.Expired {
-			fmt.Fprintf(w, "\n%s: ALERT: EXPIRED: the current key expired at %s and was not replaced: dependents that still use it fail; fix the cause, then run: rekey rotate %s\n", s.Policy, s.KeyExpires.UTC().Format(time.RFC3339), s.Policy)
+			fmt.Fprintf(w, "\n%s: ALERT: EXPIRED: the current key expired at %s and was not replaced: dependents that still use it fail; fix the cause, then run: %s\n", s.Policy, s.KeyExpires.UTC().Format(time.RFC3339), policies.RotateCommand(cfgPath, s.Policy))
 		}
 	}
 }

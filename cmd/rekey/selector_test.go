@@ -60,9 +60,9 @@ func TestStatusShowsExpiry(t *testing.T) {
 		{Policy: "soon", Configured: true, CurrentKey: "****abcd", KeyExpires: now.Add(90 * time.Minute)},
 		{Policy: "gone", Configured: true, CurrentKey: "****efgh", KeyExpires: now.Add(-time.Minute), Expired: true},
 		{Policy: "never", Configured: true, CurrentKey: "****ijkl"},
-	}, now)
+	}, now, "/srv/rekey")
 	out := b.String()
-	for _, want := range []string{"in 1h30m", "EXPIRED", "gone: ALERT: EXPIRED: the current key expired at 2026-03-01T11:59:00Z", "rekey rotate gone"} {
+	for _, want := range []string{"in 1h30m", "EXPIRED", "gone: ALERT: EXPIRED: the current key expired at 2026-03-01T11:59:00Z", "then run: rekey rotate -config /srv/rekey gone"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
