@@ -139,16 +139,18 @@ func (a *app) compromiseSummary(outcomes []control.Outcome) int {
 }
 
 func whyNotRevoked(o control.Outcome) string {
-	msg := o.Error
+	msg := strings.Join(strings.Fields(strings.ReplaceAll(o.Error, "\n", "; ")), " ")
 	if msg == "" {
 		msg = "the rotation stopped at step " + o.Step
 	}
-	switch o.Result {
-	case rotator.OutcomeRolledBack:
+	switch {
+	case o.Result == rotator.OutcomeRolledBack:
 		return "the rotation was rolled back, the old key is served again: " + msg
-	case rotator.OutcomeStuck:
+	case o.Result == rotator.OutcomeStuck && o.Step == string(rotator.StepRollback):
+		return "the rotation was rolled back, but the dependents do not pass with the old key either, so both keys are kept: " + msg
+	case o.Result == rotator.OutcomeStuck:
 		return "the dependents do not pass with the new key, so the old key is kept: " + msg
-	case rotator.OutcomeFailed:
+	case o.Result == rotator.OutcomeFailed:
 		return "the rotation failed: " + msg
 	}
 	return string(o.Result) + ": " + msg
