@@ -150,6 +150,23 @@ func (q *qsEnv) seed() string {
 
 func (q *qsEnv) path(p string) string { return filepath.Join(q.dir, p) }
 
+// dependentTimeout gives the dependent probe more than its 1 s, for a test
+// whose dependent must not fail on a slow machine.
+func (q *qsEnv) dependentTimeout(d string) {
+	q.t.Helper()
+	cfg, err := os.ReadFile(q.path("rekey.hcl"))
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	const probe = "command  = [\"./dependent-gate.sh\"]\n    timeout  = \"1s\""
+	if !strings.Contains(string(cfg), probe) {
+		q.t.Fatal("the test quickstart's dependent probe changed; update dependentTimeout")
+	}
+	if err := os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), probe, strings.Replace(probe, "1s", d, 1), 1)), 0o644); err != nil {
+		q.t.Fatal(err)
+	}
+}
+
 // command returns the rekey command (this test binary acting as main).
 func (q *qsEnv) command(env []string, args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
@@ -687,8 +704,7 @@ func startRotateWait(t *testing.T, q *qsEnv) (out *lockedBuffer, interrupt func(
 // start rolls the rotation back.
 func TestRotateReportsADaemonThatDied(t *testing.T) {
 	q := newQuickstart(t, "")
-	cfg, _ := os.ReadFile(q.path("rekey.hcl"))
-	os.WriteFile(q.path("rekey.hcl"), []byte(strings.Replace(string(cfg), "command  = [\"./dependent-gate.sh\"]\n    timeout  = \"1s\"", "command  = [\"./dependent-gate.sh\"]\n    timeout  = \"60s\"", 1)), 0o644)
+	q.dependentTimeout("60s")
 	gate, _ := os.ReadFile(q.path("dependent-gate.sh"))
 	os.WriteFile(q.path("dependent-gate.sh"), []byte(strings.Replace(string(gate), "set -eu\n", "set -eu\nwhile [ -e \"$(dirname \"$0\")/state/app/hold\" ]; do sleep 0.05; done\n", 1)), 0o755)
 	q.seed()
