@@ -174,8 +174,14 @@ func (a *app) flags(name string) *flag.FlagSet {
 
 // commandUsage prints one command's synopsis, summary and options.
 func (a *app) commandUsage(w io.Writer, name string, fs *flag.FlagSet) {
-	c, _ := lookupCommand(name)
-	fmt.Fprintf(w, "Usage: rekey %s %s\n\n%s.\n", name, c.args, c.summary)
+	c, ok := lookupCommand(name)
+	if !ok {
+		// A subcommand's flag set ("journal recover"): its synopsis is the
+		// command's, which names the subcommand.
+		name, _, _ = strings.Cut(name, " ")
+		c, _ = lookupCommand(name)
+	}
+	fmt.Fprintf(w, "Usage: %s\n\n%s.\n", strings.TrimSpace("rekey "+name+" "+c.args), c.summary)
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	if n > 0 {

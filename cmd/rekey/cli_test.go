@@ -271,3 +271,23 @@ func TestStatusAndPlanMidRotation(t *testing.T) {
 	golden(t, "status-mid-rotation", norm(status))
 	golden(t, "plan-mid-rotation", norm(plan))
 }
+
+// TestEveryCommandHasHelp: -h of every command, and of journal recover,
+// prints its synopsis and its summary (service has a longer help of its
+// own).
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range commands {
+		args := []string{c.name, "-h"}
+		if c.name == "journal" {
+			args = []string{"journal", "recover", "-h"}
+		}
+		out, _, code := run(t, args...)
+		want := strings.TrimSpace("Usage: rekey "+c.name+" "+c.args) + "\n\n" + c.summary + "."
+		if c.name == "service" {
+			want = "Usage: rekey service ACTION [options]\n\nManage rekey as a system service" // a help of its own
+		}
+		if code != ExitOK || !strings.HasPrefix(out, want) || c.summary == "" {
+			t.Errorf("rekey %s: exit %d\n%s\nwant it to start with:\n%s", strings.Join(args, " "), code, out, want)
+		}
+	}
+}
