@@ -281,6 +281,16 @@ func TestEveryCommandHasHelp(t *testing.T) {
 		if c.name == "journal" {
 			args = []string{"journal", "recover", "-h"}
 		}
+		if c.name == "journal" {
+			out, _, code := run(t, "help", "journal")
+			if code != ExitOK || !strings.Contains(out, "-yes") {
+				t.Errorf("rekey help journal: exit %d\n%s", code, out)
+			}
+			_, errOut, code := run(t, "journal", "frob")
+			if code != ExitConfig || !strings.Contains(errOut, `unknown subcommand "frob"`) {
+				t.Errorf("rekey journal frob: exit %d\n%s", code, errOut)
+			}
+		}
 		out, _, code := run(t, args...)
 		want := strings.TrimSpace("Usage: rekey "+c.name+" "+c.args) + "\n\n" + c.summary + "."
 		if c.name == "service" {

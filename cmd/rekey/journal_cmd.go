@@ -18,13 +18,20 @@ import (
 // corrupt journal from the providers' key lists and the audit log,
 // showing what it will adopt, and writes it only with -yes.
 func (a *app) cmdJournal(args []string) int {
-	if len(args) == 0 || args[0] != "recover" {
-		fmt.Fprintln(a.stderr, "Usage: rekey journal recover [-config PATH] [-yes]")
-		return ExitConfig
-	}
 	fs := a.flags("journal recover")
 	cfgPath := configFlag(fs)
 	yes := fs.Bool("yes", false, "write the rebuilt journal (without it, only show what would be adopted)")
+	switch {
+	case len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
+		fs.Usage()
+		return ExitOK
+	case len(args) == 0:
+		fmt.Fprintln(a.stderr, "rekey journal: name the subcommand: rekey journal recover [-config PATH] [-yes]")
+		return ExitConfig
+	case args[0] != "recover":
+		fmt.Fprintf(a.stderr, "rekey journal: unknown subcommand %q; the only one is recover: rekey journal recover [-config PATH] [-yes]\n", args[0])
+		return ExitConfig
+	}
 	if ok, code := parse(fs, args[1:]); !ok {
 		return code
 	}
