@@ -224,7 +224,7 @@ func (l *Loader) listFiles(paths []string) ([]string, hcl.Diagnostics) {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "No policy files",
-				Detail:   fmt.Sprintf("The directory %s holds no *.hcl file.", p),
+				Detail:   fmt.Sprintf("The directory %s holds no *.hcl file.%s", p, subdirHint(p, entries)),
 			})
 		}
 	}
@@ -703,4 +703,25 @@ func notRegular(p string, mode fs.FileMode) *hcl.Diagnostic {
 		Summary:  "Not a policy file",
 		Detail:   fmt.Sprintf("%s is %s, not a regular file. Every *.hcl entry of a configuration directory is read as a policy file; rename or remove it.", p, what),
 	}
+}
+
+// subdirHint names the subdirectories of dir that hold *.hcl files (rekey
+// reads one directory, not the ones below it), as a sentence, or "".
+func subdirHint(dir string, entries []fs.DirEntry) string {
+	var found []string
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		if m, _ := filepath.Glob(filepath.Join(dir, e.Name(), "*.hcl")); len(m) > 0 {
+			found = append(found, filepath.Join(dir, e.Name()))
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return ""
+	case len(found) == 1:
+		return fmt.Sprintf(" Policy files are read from the directory named, not from the ones below it: did you mean %s?", found[0])
+	}
+	return fmt.Sprintf(" Policy files are read from the directory named, not from the ones below it; %d of its subdirectories hold *.hcl files (%s, ...): name each configuration, such as rekey validate %s.", len(found), found[0], filepath.Join(dir, "*"))
 }

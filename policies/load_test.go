@@ -220,8 +220,24 @@ func TestLoadPaths(t *testing.T) {
 	}
 
 	empty := t.TempDir()
-	if _, diags := Load(empty); !diags.HasErrors() || diags[0].Summary != "No policy files" {
+	if _, diags := Load(empty); !diags.HasErrors() || diags[0].Summary != "No policy files" || strings.Contains(diags[0].Detail, "below it") {
 		t.Errorf("empty directory: %v", diags)
+	}
+	// A directory of configuration directories (like examples/) names them.
+	for i, sub := range []string{"one", "two"} {
+		if err := os.MkdirAll(filepath.Join(empty, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(empty, sub, "p.hcl"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		want := "did you mean " + filepath.Join(empty, "one") + "?"
+		if i == 1 {
+			want = "2 of its subdirectories hold *.hcl files (" + filepath.Join(empty, "one") + ", ...): name each configuration, such as rekey validate " + filepath.Join(empty, "*")
+		}
+		if _, diags := (&Loader{skipHostChecks: true}).Load(empty); !diags.HasErrors() || !strings.Contains(diags[0].Detail, want) {
+			t.Errorf("directory with %d configuration directories: %v, want %q", i+1, diags, want)
+		}
 	}
 	if _, diags := Load(filepath.Join(empty, "missing")); !diags.HasErrors() || diags[0].Summary != "Cannot read configuration" {
 		t.Errorf("missing path: %v", diags)
