@@ -723,5 +723,5 @@ func subdirHint(dir string, entries []fs.DirEntry) string {
 	case len(found) == 1:
 		return fmt.Sprintf(" Policy files are read from the directory named, not from the ones below it: did you mean %s?", found[0])
 	}
-	return fmt.Sprintf(" Policy files are read from the directory named, not from the ones below it; %d of its subdirectories hold *.hcl files (%s, ...): name each configuration, such as rekey validate %s.", len(found), found[0], filepath.Join(dir, "*")+string(filepath.Separator))
+	return fmt.Sprintf(" Policy files are read from the directory named, not from the ones below it; %d of its subdirectories hold *.hcl files (%s, ...): name each configuration; rekey validate %s checks them all.", len(found), found[0], filepath.Join(dir, "*")+string(filepath.Separator))
 }
