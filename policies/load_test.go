@@ -233,7 +233,7 @@ func TestLoadPaths(t *testing.T) {
 		}
 		want := "did you mean " + filepath.Join(empty, "one") + "?"
 		if i == 1 {
-			want = "2 of its subdirectories hold *.hcl files (" + filepath.Join(empty, "one") + ", ...): name each configuration, such as rekey validate " + filepath.Join(empty, "*") + "/"
+			want = "2 of its subdirectories hold *.hcl files (" + filepath.Join(empty, "one") + ", ...): name each configuration; rekey validate " + filepath.Join(empty, "*") + "/ checks them all."
 		}
 		if _, diags := (&Loader{skipHostChecks: true}).Load(empty); !diags.HasErrors() || !strings.Contains(diags[0].Detail, want) {
 			t.Errorf("directory with %d configuration directories: %v, want %q", i+1, diags, want)
