@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -92,8 +93,10 @@ testconn "fifth" {
 	if err != nil {
 		t.Fatal(err)
 	}
+	le := NewLoadError(l.Files(), diags)
+	problems, _ := json.Marshal(le.Problems)
 	for _, c := range append(canaries, "12345") {
-		for what, out := range map[string]string{"text": text, "JSON": string(js), "Error()": diags.Error()} {
+		for what, out := range map[string]string{"text": text, "JSON": string(js), "Error()": diags.Error(), "LoadError": le.Error(), "LoadError problems (the reload log)": string(problems)} {
 			if strings.Contains(out, c) {
 				t.Errorf("the %s rendering contains the secret %q:\n%s", what, c, out)
 			}

@@ -509,10 +509,10 @@ func (a *app) cmdRotate(args []string) int {
 		})
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return a.interrupted(printer, names, true, func(ctx context.Context) ([]rotator.PolicyStatus, error) { return c.Status(ctx) })
+			return a.interrupted(printer, names, "the daemon", "the daemon rolls the rotation back", func(ctx context.Context) ([]rotator.PolicyStatus, error) { return c.Status(ctx) })
 		case errors.Is(err, control.ErrConnectionLost):
 			fmt.Fprintf(a.stderr, "rekey rotate: %v (it stopped or crashed; see its log); where each rotation stands:\n", err)
-			code := a.interrupted(printer, names, true, func(ctx context.Context) ([]rotator.PolicyStatus, error) {
+			code := a.interrupted(printer, names, "the daemon's next start", "the daemon's next start rolls the rotation back", func(ctx context.Context) ([]rotator.PolicyStatus, error) {
 				c, l, err := a.connect(cfg, log, true)
 				if err != nil {
 					return nil, err
@@ -546,7 +546,7 @@ func (a *app) cmdRotate(args []string) int {
 			outcomes[i] = control.FromOutcome(o, err)
 		})
 		if ctx.Err() != nil {
-			return a.interrupted(printer, names, false, func(ctx context.Context) ([]rotator.PolicyStatus, error) { return l.engine.StatusOf(ctx, names) })
+			return a.interrupted(printer, names, "the next `rekey run` (or `rekey rotate -wait`)", "the rotation is rolled back", func(ctx context.Context) ([]rotator.PolicyStatus, error) { return l.engine.StatusOf(ctx, names) })
 		}
 	}
 	if *comp {
@@ -584,12 +584,9 @@ func (a *app) cmdRotate(args []string) int {
 // from the journal (a joined rotation may have committed before this rotate
 // saw any step), else from the steps seen: one committed is safe (the new
 // key is served everywhere) and is finished later; one interrupted before
-// its commit is rolled back.
-func (a *app) interrupted(p *stepPrinter, names []string, daemon bool, status func(context.Context) ([]rotator.PolicyStatus, error)) int {
-	finisher := "the next `rekey run` (or `rekey rotate -wait`)"
-	if daemon {
-		finisher = "the daemon"
-	}
+// its commit is rolled back. finisher names who finishes a committed
+// rotation; rollback says who rolls back one that was not.
+func (a *app) interrupted(p *stepPrinter, names []string, finisher, rollback string, status func(context.Context) ([]rotator.PolicyStatus, error)) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	journal := map[string]string{}
@@ -618,7 +615,7 @@ func (a *app) interrupted(p *stepPrinter, names []string, daemon bool, status fu
 			fmt.Fprintf(a.stdout, "%s: interrupted before it started: nothing changed\n", n)
 			code = max(code, ExitRotation)
 		default:
-			fmt.Fprintf(a.stdout, "%s: interrupted before the commit (at %s): the old key stays in place and the rotation is rolled back; rekey status shows whether the rollback finished\n", n, st)
+			fmt.Fprintf(a.stdout, "%s: interrupted before the commit (at %s): the old key stays in place and %s; rekey status shows whether the rollback finished\n", n, st, rollback)
 			code = max(code, ExitRotation)
 		}
 	}

@@ -730,7 +730,7 @@ func TestRotateReportsADaemonThatDied(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != ExitRuntime {
 		t.Errorf("rotate exited %v, want %d", err, ExitRuntime)
 	}
-	for _, want := range []string{"the daemon closed the connection before the rotation ended", "quickstart: interrupted before the commit"} {
+	for _, want := range []string{"the daemon closed the connection before the rotation ended", "quickstart: interrupted before the commit", "the daemon's next start rolls the rotation back"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("rotate output lacks %q:\n%s", want, out)
 		}

@@ -27,7 +27,7 @@ const startupGCPercent = 25
 // thousands of policies leaves garbage between the objects the daemon
 // keeps; collected often, it does not grow the heap's spans, which stay
 // resident, far beyond what is kept (idle daemon with 10,000 policies:
-// RSS about 135 -> 90 MiB, peak 250 -> 165 MiB; BENCHMARKS.md).
+// RSS about 130 -> 110 MiB, peak 245 -> 170 MiB; BENCHMARKS.md).
 func lowGC() (restore func()) {
 	prev := debug.SetGCPercent(startupGCPercent)
 	var once sync.Once

@@ -330,7 +330,7 @@ func (j *Journal) fenceCmp(f *Fence) []clientv3.Cmp {
 	id := j.id
 	j.mu.Unlock()
 	if id != "" {
-		cmps = append(cmps, clientv3.Compare(clientv3.Value(j.prefix+"journal_id"), "=", id))
+		cmps = append(cmps, clientv3.Compare(clientv3.Value(j.idKey()), "=", id))
 	}
 	return cmps
 }
@@ -364,6 +364,9 @@ func (j *Journal) Close() error {
 	return nil
 }
 
+// idKey is where the journal's id is kept.
+func (j *Journal) idKey() string { return j.prefix + "journal_id" }
+
 // Identity returns the journal's id, stored under <prefix>journal_id when
 // the journal was first used; with create, a journal without one gets one
 // (atomically: of two instances creating it, both get the same id).
@@ -371,7 +374,7 @@ func (j *Journal) Close() error {
 func (j *Journal) Identity(ctx context.Context, create bool) (id string, exists bool, err error) {
 	ctx, cancel := j.op(ctx)
 	defer cancel()
-	key := j.prefix + "journal_id"
+	key := j.idKey()
 	if !create {
 		r, err := j.cli.Get(ctx, key)
 		if err != nil {
